@@ -1,0 +1,5 @@
+"""`python -m compilot` is the `compilot` command."""
+
+from compilot.cli import main
+
+main()

@@ -1,0 +1,181 @@
+"""One typed settings tree: the only place defaults live.
+
+Sources, later ones winning: the defaults below, the TOML file in the user config dir
+(``COMPILOT_CONFIG`` overrides its path), LSP ``initializationOptions`` and
+``workspace/didChangeConfiguration``. A bad value is reported by its key and the default is
+kept, so a typo never takes the server down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cattrs
+import platformdirs
+
+log = logging.getLogger(__name__)
+
+APP = "compilot"
+
+
+@dataclass(kw_only=True)
+class ModelSettings:
+    """Which GGUF serves completions and how llama.cpp runs it."""
+
+    path: str | None = None
+    """A GGUF file; empty means the embedded SmolLM2-135M-Instruct Q4_1."""
+    n_ctx: int = 2048
+    """Context window in tokens (prompt window plus completion)."""
+    n_threads: int | None = None
+    """CPU threads for inference; empty means all cores."""
+    n_batch: int = 256
+    """Prompt tokens evaluated per llama.cpp call (also the cancellation granularity)."""
+
+
+@dataclass(kw_only=True)
+class CompletionSettings:
+    """How candidates are generated, cut and ranked."""
+
+    candidates: int = 3
+    """Candidates per request; the first is greedy, the rest sampled."""
+    max_tokens: int = 64
+    """Tokens generated per candidate at most."""
+    temperature: float = 0.6
+    """Sampling temperature of candidates after the first."""
+    top_k: int = 40
+    top_p: float = 0.95
+    seed: int = 0
+    """Seed of the sampler; the same document state gives the same candidates."""
+    prefix_chars: int = 3000
+    """Characters before the cursor that the prompt window may hold."""
+    suffix_chars: int = 1000
+    """Characters after the cursor that the prompt window may hold (FIM models)."""
+    cache_size: int = 256
+    """Entries of the LRU cache of answered windows."""
+    rank_by_syntax: bool = True
+    """Rank candidates that parse (tree-sitter) first."""
+
+
+@dataclass(kw_only=True)
+class LoggingSettings:
+    """What is recorded in the event store."""
+
+    enabled: bool = True
+    """Record requests, candidates and accept/reject events."""
+    ignore: list[str] = field(default_factory=list)
+    """Glob patterns of file paths that are never recorded."""
+
+
+@dataclass(kw_only=True)
+class Settings:
+    """Everything compilot can be told."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    completion: CompletionSettings = field(default_factory=CompletionSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    data_dir: str | None = None
+    """Where the event database and adapters live; empty means the XDG data dir."""
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+class SettingsError(ValueError):
+    """A settings source held a value that could not be used."""
+
+
+def config_path() -> Path:
+    """Path of the TOML config file."""
+    if env := os.environ.get("COMPILOT_CONFIG"):
+        return Path(env)
+    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def data_dir(settings: Settings) -> Path:
+    """The data dir: ``COMPILOT_DATA_DIR``, then the setting, then XDG."""
+    if env := os.environ.get("COMPILOT_DATA_DIR"):
+        return Path(env)
+    if settings.data_dir:
+        return Path(settings.data_dir).expanduser()
+    return Path(platformdirs.user_data_dir(APP))
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _structure_leniently(
+    raw: dict[str, Any], fallback: Settings
+) -> tuple[Settings, list[str]]:
+    """Structure ``raw``; drop each offending key (keeping the fallback) and say which."""
+    try:
+        return _converter.structure(raw, Settings), []
+    except Exception as exc:  # noqa: BLE001 - cattrs raises exception groups
+        problems = cattrs.transform_error(exc, path="settings")
+    # Retry key by key: every valid key is applied, every bad one keeps its fallback.
+    good = _converter.unstructure(fallback)
+    for section, values in raw.items():
+        candidates = values.items() if isinstance(values, dict) else [(None, values)]
+        for key, value in candidates:
+            trial = _merge(good, {section: {key: value}} if key else {section: value})
+            try:
+                _converter.structure(trial, Settings)
+            except Exception:  # noqa: BLE001
+                continue
+            good = trial
+    return _converter.structure(good, Settings), problems
+
+
+def load(
+    overrides: dict[str, Any] | None = None,
+    *,
+    base: Settings | None = None,
+    path: Path | None = None,
+) -> tuple[Settings, list[str]]:
+    """Settings from defaults, the TOML file and ``overrides``, plus the problems found.
+
+    Never raises for a bad value: each problem names its key and the default stays.
+    """
+    problems: list[str] = []
+    raw: dict[str, Any] = _converter.unstructure(base or Settings())
+    file = path or config_path()
+    if base is None and file.is_file():
+        try:
+            raw = _merge(raw, tomllib.loads(file.read_text(encoding="utf-8")))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+            problems.append(f"{file}: not a readable TOML file ({exc}); using defaults")
+    if overrides:
+        raw = _merge(raw, _snake_keys(overrides))
+    settings, bad = _structure_leniently(raw, base or Settings())
+    problems += bad
+    for problem in problems:
+        log.warning("settings: %s", problem)
+    return settings, problems
+
+
+def _snake_keys(value: Any) -> Any:
+    """Editors send camelCase (``maxTokens``); the settings tree is snake_case."""
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, sub in value.items():
+        snake = "".join("_" + c.lower() if c.isupper() else c for c in str(key))
+        out[snake] = _snake_keys(sub)
+    return out
+
+
+def as_dict(settings: Settings) -> dict[str, Any]:
+    """Plain-dict form of the settings (for logs and `compilot config`)."""
+    return dataclasses.asdict(settings)

@@ -1,0 +1,248 @@
+"""The event store: SQLite in WAL mode holding requests, candidates and events.
+
+Every write is one short transaction, so the server, the trainer and the CLI can write at the
+same time and a crash loses at most the event in flight. Text is redacted before it is written.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from compilot.feedback.redact import redact
+
+DB_NAME = "events.db"
+
+# Schema migrations, applied in order; PRAGMA user_version is the number applied.
+# Never edit a released entry: append a new one.
+MIGRATIONS: list[str] = [
+    # 1: the first cut (issue 2)
+    """
+    CREATE TABLE requests (
+        id          TEXT PRIMARY KEY,
+        created_at  REAL NOT NULL,
+        uri         TEXT NOT NULL,
+        language    TEXT NOT NULL,
+        line        INTEGER NOT NULL,
+        character   INTEGER NOT NULL,
+        prefix      TEXT NOT NULL,
+        suffix      TEXT NOT NULL,
+        latency_ms  REAL NOT NULL,
+        model       TEXT NOT NULL,
+        adapter     TEXT NOT NULL,
+        source      TEXT NOT NULL CHECK (source IN ('model', 'cache', 'typed'))
+    );
+    CREATE TABLE candidates (
+        id          TEXT PRIMARY KEY,
+        request_id  TEXT NOT NULL REFERENCES requests(id),
+        rank        INTEGER NOT NULL,
+        text        TEXT NOT NULL,
+        raw         TEXT NOT NULL,
+        logprob     REAL,
+        tokens      INTEGER NOT NULL,
+        parsed      INTEGER
+    );
+    CREATE INDEX candidates_request ON candidates(request_id);
+    CREATE TABLE events (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        candidate_id    TEXT NOT NULL REFERENCES candidates(id),
+        kind            TEXT NOT NULL
+                        CHECK (kind IN ('shown', 'accepted', 'rejected', 'partial')),
+        accepted_length INTEGER,
+        created_at      REAL NOT NULL
+    );
+    CREATE INDEX events_candidate ON events(candidate_id);
+    """,
+]
+
+EVENT_KINDS = ("shown", "accepted", "rejected", "partial")
+
+
+class StoreError(RuntimeError):
+    """The event database could not be used; the message names the file."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CandidateRecord:
+    """One candidate as shown to the user."""
+
+    id: str
+    rank: int
+    text: str
+    raw: str
+    logprob: float | None
+    tokens: int
+    parsed: bool | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestRecord:
+    """One completion request and the window the model saw."""
+
+    id: str
+    uri: str
+    language: str
+    line: int
+    character: int
+    prefix: str
+    suffix: str
+    latency_ms: float
+    model: str
+    adapter: str
+    source: str
+    created_at: float = 0.0
+
+
+class Store:
+    """A thread-safe handle on the event database."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.recovered_from: Path | None = None
+        self._lock = threading.Lock()
+        self._db = self._open(path)
+
+    @classmethod
+    def in_dir(cls, data_dir: Path) -> Store:
+        """The store in ``data_dir`` (created, owner-only, when missing)."""
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return cls(data_dir / DB_NAME)
+
+    def _open(self, path: Path) -> sqlite3.Connection:
+        try:
+            return self._connect(path)
+        except sqlite3.DatabaseError as exc:
+            # A damaged file is kept beside the new one, never deleted: nothing is lost.
+            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+            try:
+                path.rename(aside)
+                for suffix in ("-wal", "-shm"):
+                    side = path.with_name(path.name + suffix)
+                    if side.exists():
+                        side.rename(aside.with_name(aside.name + suffix))
+            except OSError as move_exc:
+                raise StoreError(f"event database {path} is damaged ({exc}) and could not "
+                                 f"be moved aside ({move_exc})") from exc
+            self.recovered_from = aside
+            return self._connect(path)
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        new = not path.exists()
+        if new:
+            # Created owner-only before SQLite writes a byte of it.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        db = sqlite3.connect(path, check_same_thread=False, timeout=10.0, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout = 10000")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise sqlite3.DatabaseError(f"journal_mode is {mode}, not wal")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            self._migrate(db)
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        for suffix in ("", "-wal", "-shm"):
+            side = Path(str(path) + suffix)
+            if side.exists():
+                side.chmod(0o600)
+        return db
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"the event database has schema version {version}, newer than this compilot "
+                f"knows ({len(MIGRATIONS)}); upgrade compilot"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _write(self, statements: Iterable[tuple[str, Sequence[object]]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    self._db.execute(sql, args)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def record_request(self, request: RequestRecord, candidates: Sequence[CandidateRecord]) -> None:
+        """Write a request and its shown candidates in one transaction (redacted)."""
+        created = request.created_at or time.time()
+        statements: list[tuple[str, Sequence[object]]] = [
+            (
+                "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (request.id, created, request.uri, request.language, request.line,
+                 request.character, redact(request.prefix), redact(request.suffix),
+                 request.latency_ms, request.model, request.adapter, request.source),
+            )
+        ]
+        for c in candidates:
+            statements.append((
+                "INSERT INTO candidates VALUES (?,?,?,?,?,?,?,?)",
+                (c.id, request.id, c.rank, redact(c.text), redact(c.raw), c.logprob, c.tokens,
+                 None if c.parsed is None else int(c.parsed)),
+            ))
+        self._write(statements)
+
+    def record_event(self, candidate_id: str, kind: str,
+                     accepted_length: int | None = None) -> bool:
+        """Record ``kind`` for a candidate; False when the candidate is unknown."""
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown event kind {kind!r}; expected one of {EVENT_KINDS}")
+        with self._lock:
+            known = self._db.execute(
+                "SELECT 1 FROM candidates WHERE id = ?", (candidate_id,)
+            ).fetchone()
+        if not known:
+            return False
+        self._write([(
+            "INSERT INTO events (candidate_id, kind, accepted_length, created_at) "
+            "VALUES (?,?,?,?)",
+            (candidate_id, kind, accepted_length, time.time()),
+        )])
+        return True
+
+    def query(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
+        """Read rows (for the CLI, reports and tests)."""
+        with self._lock:
+            cursor = self._db.execute(sql, args)
+            cursor.row_factory = sqlite3.Row
+            return cursor.fetchall()
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table and accepted/rejected events."""
+        out = {}
+        for table in ("requests", "candidates", "events"):
+            out[table] = self.query(f"SELECT count(*) AS n FROM {table}")[0]["n"]
+        for kind in EVENT_KINDS:
+            rows = self.query("SELECT count(*) AS n FROM events WHERE kind = ?", (kind,))
+            out[kind] = rows[0]["n"]
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

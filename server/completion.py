@@ -1,0 +1,314 @@
+"""The completion service: window → cache / typed-through → engine → cut → rank → record.
+
+Free of LSP types so that it can be driven directly (tests, benchmarks, the CLI); lsp.py wraps
+it in handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from compilot.feedback.store import CandidateRecord, RequestRecord, Store
+from compilot.models import ModelNotFound, resolve_model_path
+from compilot.server import engine as engine_mod
+from compilot.server.engine import Cancelled, Engine, ModelLoadError, Sampling
+from compilot.server.languages import Language, language_for
+from compilot.server.postprocess import cut, should_stop
+from compilot.server.prompt import Window, heal, unheal, window
+from compilot.server.rank import MAX_FULL_PARSE_BYTES, Ranked, rank
+from compilot.server.scheduler import Scheduler
+from compilot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BASE_ADAPTER = "base"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A candidate as shown to the user, with the id that accept/reject events name."""
+
+    id: str
+    text: str
+    parsed: bool | None
+    logprob: float | None
+
+
+@dataclass
+class Answer:
+    """The result of one completion request."""
+
+    request_id: str
+    items: list[Shown]
+    source: str
+    """'model', 'cache' (an identical window answered before) or 'typed' (typed-through)."""
+    latency_ms: float
+    language: str
+
+
+@dataclass
+class _Last:
+    """What was last shown for a document, for typing through a suggestion."""
+
+    window: Window
+    items: list[Ranked]
+
+
+@dataclass
+class ServiceCounters:
+    requests: int = 0
+    cache_hits: int = 0
+    typed_through: int = 0
+    cancelled: int = 0
+    empty: int = 0
+
+
+class LRU(OrderedDict):
+    """A small least-recently-used map."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get_fresh(self, key: object) -> object | None:
+        if key not in self:
+            return None
+        self.move_to_end(key)
+        return self[key]
+
+    def put(self, key: object, value: object) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > max(0, self.size):
+            self.popitem(last=False)
+
+
+def uri_path(uri: str) -> str:
+    """The file path of a ``file:`` URI, else the URI itself."""
+    parsed = urlparse(uri)
+    return unquote(parsed.path) if parsed.scheme == "file" else uri
+
+
+class CompletionService:
+    """Owns the engine (through the worker), the caches and the event log."""
+
+    def __init__(self, settings: Settings, store: Store | None,
+                 on_error: Callable[[str], None] = lambda _m: None) -> None:
+        self.settings = settings
+        self.store = store
+        self.on_error = on_error
+        self.scheduler = Scheduler()
+        self.engine: Engine | None = None
+        self.engine_error: str | None = None
+        self.adapter = BASE_ADAPTER
+        self.counters = ServiceCounters()
+        self._cache = LRU(settings.completion.cache_size)
+        self._anchors: dict[str, int] = {}
+        self._last: dict[str, _Last] = {}
+        self._loaded: Future[object] | None = None
+
+    # -- the model -------------------------------------------------------------------------
+
+    def load(self) -> Future[object]:
+        """Load the configured model on the worker; errors go to ``on_error`` once."""
+        model = self.settings.model
+
+        def work(_cancelled: Callable[[], bool]) -> None:
+            try:
+                path = resolve_model_path(model.path)
+                self.engine = engine_mod.load(path, n_ctx=model.n_ctx,
+                                              n_threads=model.n_threads, n_batch=model.n_batch)
+                self.engine_error = None
+            except (ModelNotFound, ModelLoadError) as exc:
+                self.engine = None
+                self.engine_error = (f"compilot: cannot load the model: {exc}. Completions are "
+                                     "off until the setting model.path names a GGUF file.")
+                log.error(self.engine_error)
+                self.on_error(self.engine_error)
+
+        self._cache.clear()
+        self._loaded = self.scheduler.submit(work).future
+        return self._loaded
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Apply new settings; reload the model only when its settings changed."""
+        reload = settings.model != self.settings.model
+        self.settings = settings
+        self._cache = LRU(settings.completion.cache_size)
+        if reload:
+            self.load()
+
+    # -- completions -----------------------------------------------------------------------
+
+    def _sampling(self) -> Sampling:
+        c = self.settings.completion
+        return Sampling(n=max(1, c.candidates), max_tokens=max(1, c.max_tokens),
+                        temperature=c.temperature, top_k=c.top_k, top_p=c.top_p, seed=c.seed)
+
+    def _typed_through(self, uri: str, win: Window) -> list[Ranked] | None:
+        last = self._last.get(uri)
+        if last is None or win.suffix != last.window.suffix or win.start != last.window.start:
+            return None
+        if not win.prefix.startswith(last.window.prefix):
+            return None
+        typed = win.prefix[len(last.window.prefix):]
+        if not typed:
+            return None
+        rest = [
+            Ranked(r.text[len(typed):], r.raw, r.logprob, r.tokens, r.parsed)
+            for r in last.items if r.text.startswith(typed) and len(r.text) > len(typed)
+        ]
+        return rest or None
+
+    def _compute(self, document: str, offset: int, win: Window, language: Language,
+                 sampling: Sampling, cancelled: Callable[[], bool]) -> list[Ranked]:
+        """Model work, on the worker thread."""
+        engine = self.engine
+        if engine is None:
+            return []
+        prompt_prefix, held = heal(win.prefix)
+        tokens = engine.prompt(prompt_prefix, win.suffix, sampling.max_tokens)
+        candidates = engine.generate(
+            tokens, sampling, forced=held, cancelled=cancelled,
+            stop=lambda text: should_stop(unheal(text, held), win.prefix, win.suffix, language),
+        )
+        rows = []
+        for cand in candidates:
+            raw = unheal(cand.text, held)
+            rows.append((cut(raw, win.prefix, win.suffix, language), cand.text, cand.logprob,
+                         cand.tokens))
+        if len(document) <= MAX_FULL_PARSE_BYTES:
+            before, after = document[:offset], document[offset:]
+        else:
+            before, after = win.prefix, win.suffix
+        return rank(rows, before=before, after=after, language=language,
+                    check_syntax=self.settings.completion.rank_by_syntax)
+
+    async def complete(self, uri: str, document: str, offset: int, *, line: int = 0,
+                       character: int = 0, language_id: str | None = None) -> Answer:
+        """Ranked candidates for the cursor at ``offset`` (a str index) of ``document``."""
+        started = time.perf_counter()
+        self.counters.requests += 1
+        language = language_for(language_id, uri)
+        request_id = uuid.uuid4().hex
+        if self.engine is None and self._loaded is not None and not self._loaded.done():
+            await asyncio.wrap_future(self._loaded)
+        if self.engine is None:
+            self.counters.empty += 1
+            return Answer(request_id, [], "model", 0.0, language.id)
+
+        c = self.settings.completion
+        win = window(document, offset, prefix_chars=c.prefix_chars, suffix_chars=c.suffix_chars,
+                     anchor=self._anchors.get(uri))
+        self._anchors[uri] = win.start
+        sampling = self._sampling()
+        key = (win.prefix, win.suffix, language.id, self.adapter, sampling, c.rank_by_syntax)
+
+        source = "model"
+        ranked = self._typed_through(uri, win)
+        if ranked is not None:
+            source = "typed"
+            self.counters.typed_through += 1
+        elif (hit := self._cache.get_fresh(key)) is not None:
+            ranked, source = hit, "cache"  # type: ignore[assignment]
+            self.counters.cache_hits += 1
+        else:
+            job = self.scheduler.submit(
+                lambda cancelled: self._compute(document, offset, win, language, sampling,
+                                                cancelled),
+                key=uri,
+            )
+            try:
+                ranked = await asyncio.wrap_future(job.future)
+            except Cancelled:
+                self.counters.cancelled += 1
+                return Answer(request_id, [], "cancelled", 0.0, language.id)
+            except asyncio.CancelledError:
+                job.cancel()
+                self.counters.cancelled += 1
+                raise
+            self._cache.put(key, ranked)
+
+        assert ranked is not None
+        self._last[uri] = _Last(win, ranked)
+        latency = (time.perf_counter() - started) * 1000
+        shown = [Shown(uuid.uuid4().hex, r.text, r.parsed, r.logprob) for r in ranked]
+        self._record(request_id, uri, language, line, character, win, latency, source, ranked,
+                     shown)
+        if not shown:
+            self.counters.empty += 1
+        return Answer(request_id, shown, source, latency, language.id)
+
+    # -- the event log ---------------------------------------------------------------------
+
+    def _logged(self, uri: str) -> bool:
+        if self.store is None or not self.settings.logging.enabled:
+            return False
+        path = uri_path(uri)
+        name = Path(path).name
+        return not any(
+            fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(name, pattern)
+            for pattern in self.settings.logging.ignore
+        )
+
+    def _record(self, request_id: str, uri: str, language: Language, line: int, character: int,
+                win: Window, latency: float, source: str, ranked: list[Ranked],
+                shown: list[Shown]) -> None:
+        if not self._logged(uri):
+            return
+        assert self.store is not None
+        request = RequestRecord(
+            id=request_id, uri=uri, language=language.id, line=line, character=character,
+            prefix=win.prefix, suffix=win.suffix, latency_ms=latency,
+            model=self.engine.name if self.engine else "", adapter=self.adapter, source=source,
+        )
+        candidates = [
+            CandidateRecord(id=s.id, rank=i, text=s.text, raw=r.raw, logprob=r.logprob,
+                            tokens=r.tokens, parsed=r.parsed)
+            for i, (s, r) in enumerate(zip(shown, ranked, strict=True))
+        ]
+        try:
+            self.store.record_request(request, candidates)
+        except Exception:  # noqa: BLE001 - logging must never cost a completion
+            log.exception("could not record request %s in %s", request_id, self.store.path)
+
+    def event(self, candidate_id: str, kind: str, accepted_length: int | None = None) -> bool:
+        """Record an accept / reject / shown / partial event; False if unknown or not logged."""
+        if self.store is None or not isinstance(candidate_id, str):
+            return False
+        try:
+            return self.store.record_event(candidate_id, kind, accepted_length)
+        except Exception:  # noqa: BLE001
+            log.exception("could not record %s event for %s", kind, candidate_id)
+            return False
+
+    def stats(self) -> dict[str, object]:
+        """Counters of the service, the worker, the engine and the store."""
+        out: dict[str, object] = {
+            "service": asdict(self.counters),
+            "scheduler": asdict(self.scheduler.counters),
+            "engine": self.engine.counters.as_dict() if self.engine else None,
+            "model": str(self.engine.path) if self.engine else None,
+            "fim": self.engine.fim is not None if self.engine else None,
+            "adapter": self.adapter,
+            "error": self.engine_error,
+        }
+        if self.store is not None:
+            out["store"] = {"path": str(self.store.path), **self.store.counts()}
+        return out
+
+    def close(self) -> None:
+        self.scheduler.stop()
+        if self.store is not None:
+            self.store.close()
+

@@ -1,0 +1,298 @@
+"""The inference engine: one llama.cpp model, our own sampling loop, KV cache reuse.
+
+Why our own loop rather than ``create_completion``:
+- log-probabilities: llama-cpp-python's ``logprobs`` needs ``logits_all=True`` (n_ctx x n_vocab
+  floats, ~400 MB at n_ctx 2048 for a 49k vocabulary, and slower steps); reading the last
+  token's logits after each step costs one n_vocab copy;
+- fill-in-the-middle: ``create_completion(suffix=...)`` in 0.3.36 puts token 0 where the FIM
+  tokens belong (a TODO in its source), so the FIM sequence is built here from the vocab's ids;
+- n candidates share one prompt evaluation (the KV cache is rewound to the prompt's end);
+- cancellation between prompt batches and between tokens.
+
+The engine is not thread-safe: exactly one worker thread (scheduler.py) drives it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class Cancelled(Exception):
+    """The request was superseded or cancelled; its work stopped."""
+
+
+class ModelLoadError(RuntimeError):
+    """The model file could not be loaded; the message names it."""
+
+
+@dataclass
+class Candidate:
+    """One sampled continuation."""
+
+    text: str
+    tokens: int
+    logprob: float | None
+    """Mean log-probability per token under the model (temperature 1); None if empty."""
+
+
+@dataclass
+class Counters:
+    """What the engine has done since it started (exposed by `compilot.stats`)."""
+
+    generations: int = 0
+    """Requests whose candidates were computed to the end."""
+    aborted: int = 0
+    """Requests stopped part-way because they were superseded or cancelled."""
+    prompt_tokens: int = 0
+    """Prompt tokens evaluated by the model."""
+    reused_tokens: int = 0
+    """Prompt tokens whose KV cache entries were reused from the previous request."""
+    generated_tokens: int = 0
+    last_prompt: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "generations": self.generations,
+            "aborted": self.aborted,
+            "prompt_tokens": self.prompt_tokens,
+            "reused_tokens": self.reused_tokens,
+            "generated_tokens": self.generated_tokens,
+            "last_prompt_length": len(self.last_prompt),
+            "last_prompt_head": self.last_prompt[:4],
+        }
+
+
+@dataclass(frozen=True)
+class FimTokens:
+    """The model's fill-in-the-middle token ids."""
+
+    prefix: int
+    suffix: int
+    middle: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """How to sample the candidates of one request."""
+
+    n: int = 1
+    max_tokens: int = 64
+    temperature: float = 0.6
+    top_k: int = 40
+    top_p: float = 0.95
+    seed: int = 0
+
+
+def _check_gguf(path: Path) -> None:
+    """Fail with a clear message before llama.cpp sees a file that is not a GGUF."""
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model file {path}: {exc}") from exc
+    if magic != b"GGUF":
+        raise ModelLoadError(f"{path} is not a GGUF model file (magic {magic!r})")
+
+
+class Engine:
+    """A loaded GGUF and the state of its KV cache."""
+
+    def __init__(self, path: Path, *, n_ctx: int = 2048, n_threads: int | None = None,
+                 n_batch: int = 256) -> None:
+        import llama_cpp
+
+        self._llama_cpp = llama_cpp
+        _check_gguf(path)
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_batch=n_batch,
+                n_threads=n_threads or os.cpu_count() or 1, logits_all=False, verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(f"llama.cpp could not load {path}: {exc}") from exc
+        self.path = path
+        self.n_ctx = n_ctx
+        self.n_batch = n_batch
+        self.n_vocab = self.llm.n_vocab()
+        self._vocab = self.llm._model.vocab
+        self.fim = self._fim_tokens()
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self.counters = Counters()
+        self.name = path.name
+        # Each token's text, for constraining the first tokens to the held-back whitespace.
+        self._texts = [self.llm.detokenize([i]).decode("utf-8", errors="replace")
+                       for i in range(self.n_vocab)]
+        self._allowed_cache: dict[str, np.ndarray] = {}
+
+    def _fim_tokens(self) -> FimTokens | None:
+        cpp = self._llama_cpp
+        ids = (cpp.llama_vocab_fim_pre(self._vocab), cpp.llama_vocab_fim_suf(self._vocab),
+               cpp.llama_vocab_fim_mid(self._vocab))
+        return FimTokens(*ids) if all(i >= 0 for i in ids) else None
+
+    # -- prompts ---------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of ``text`` (no BOS, special tokens as text: user code is never control)."""
+        data = text.encode("utf-8", errors="replace")
+        return self.llm.tokenize(data, add_bos=False, special=False) if data else []
+
+    def prompt(self, prefix: str, suffix: str, max_tokens: int) -> list[int]:
+        """The prompt for a cursor between ``prefix`` and ``suffix``.
+
+        FIM models get ``<PRE> prefix <SUF> suffix <MID>``; others the prefix alone. The
+        prefix is trimmed from the left and the suffix from the right to fit the context.
+        """
+        budget = self.n_ctx - max_tokens - 4
+        pre = self.tokenize(prefix)
+        bos = [self.llm.token_bos()] if self.add_bos else []
+        if self.fim is None:
+            return bos + pre[max(0, len(pre) - budget + len(bos)):]
+        suf = self.tokenize(suffix)
+        suf = suf[: max(0, min(len(suf), budget // 4, budget - len(pre)))]
+        pre = pre[max(0, len(pre) - (budget - len(suf) - len(bos))):]
+        return bos + [self.fim.prefix] + pre + [self.fim.suffix] + suf + [self.fim.middle]
+
+    # -- generation ------------------------------------------------------------------------
+
+    def _logits(self) -> np.ndarray:
+        ptr = self._llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
+        return np.ctypeslib.as_array(
+            ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
+        ).copy()
+
+    def _evaluate_prompt(self, tokens: list[int], cancelled: Callable[[], bool]) -> np.ndarray:
+        """Evaluate ``tokens``, reusing the KV cache of the longest common prefix."""
+        llm = self.llm
+        cached = llm.input_ids[: llm.n_tokens]
+        common = 0
+        limit = min(len(cached), len(tokens))
+        while common < limit and cached[common] == tokens[common]:
+            common += 1
+        common = min(common, len(tokens) - 1)  # re-evaluate at least one token for its logits
+        llm.n_tokens = common
+        self.counters.reused_tokens += common
+        for start in range(common, len(tokens), self.n_batch):
+            if cancelled():
+                raise Cancelled
+            batch = tokens[start : start + self.n_batch]
+            llm.eval(batch)
+            self.counters.prompt_tokens += len(batch)
+        return self._logits()
+
+    def _allowed(self, forced: str) -> np.ndarray:
+        """Token ids whose text agrees with ``forced``: starts with it, or is a prefix of it."""
+        if forced not in self._allowed_cache:
+            ids = [i for i, t in enumerate(self._texts)
+                   if t and (t.startswith(forced) or forced.startswith(t))]
+            self._allowed_cache[forced] = np.array(ids, dtype=np.int64)
+        return self._allowed_cache[forced]
+
+    def generate(self, tokens: list[int], sampling: Sampling, *, forced: str = "",
+                 stop: Callable[[str], bool] = lambda _text: False,
+                 cancelled: Callable[[], bool] = lambda: False) -> list[Candidate]:
+        """``sampling.n`` candidates after ``tokens``: the first greedy, the rest sampled.
+
+        ``forced`` is text every candidate must begin with (token healing: the prompt's
+        trailing whitespace is held back and the first tokens are constrained to re-produce
+        it, so the model picks its natural token boundary, such as newline-plus-indent).
+        ``stop(text)`` ends a candidate early; ``cancelled()`` aborts the whole request
+        (raising Cancelled) between prompt batches and between tokens.
+        """
+        if not tokens:
+            raise ValueError("empty prompt")
+        self.counters.last_prompt = list(tokens)
+        try:
+            prompt_logits = self._evaluate_prompt(tokens, cancelled)
+            candidates = [
+                self._sample_one(tokens, prompt_logits, sampling, index, forced, stop,
+                                 cancelled)
+                for index in range(max(1, sampling.n))
+            ]
+        except Cancelled:
+            self.counters.aborted += 1
+            raise
+        self.counters.generations += 1
+        return candidates
+
+    def _sample_one(self, prompt: list[int], logits: np.ndarray, sampling: Sampling,
+                    index: int, forced: str, stop: Callable[[str], bool],
+                    cancelled: Callable[[], bool]) -> Candidate:
+        llm = self.llm
+        llm.n_tokens = len(prompt)  # rewind to the prompt's end; eval drops the rest
+        rng = np.random.default_rng([sampling.seed, index])
+        room = min(sampling.max_tokens, self.n_ctx - len(prompt))
+        out: list[int] = []
+        logprobs: list[float] = []
+        data = b""
+        for _ in range(room):
+            if cancelled():
+                raise Cancelled
+            allowed = self._allowed(forced) if forced else None
+            if allowed is not None and len(allowed):
+                token, logprob = self._pick(logits, sampling, index, rng, allowed)
+                text = self._texts[token]
+                forced = forced[len(text):] if forced.startswith(text) else ""
+            else:
+                forced = ""
+                token, logprob = self._pick(logits, sampling, index, rng)
+            if self._llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                break
+            out.append(token)
+            logprobs.append(logprob)
+            piece = llm.detokenize([token])
+            data += piece
+            if b"\n" in piece or len(out) == room:
+                if stop(data.decode("utf-8", errors="ignore")):
+                    break
+            if len(out) == room:
+                break
+            llm.eval([token])
+            logits = self._logits()
+        self.counters.generated_tokens += len(out)
+        mean = float(np.mean(logprobs)) if logprobs else None
+        return Candidate(data.decode("utf-8", errors="replace"), len(out), mean)
+
+    @staticmethod
+    def _pick(logits: np.ndarray, sampling: Sampling, index: int, rng: np.random.Generator,
+              allowed: np.ndarray | None = None) -> tuple[int, float]:
+        """Next token (among ``allowed`` if given) and its log-probability (temperature 1)."""
+        top = float(logits.max())
+        logz = top + float(np.log(np.exp(logits - top).sum()))
+        if allowed is not None:
+            masked = np.full_like(logits, -np.inf)
+            masked[allowed] = logits[allowed]
+            logits = masked
+        if index == 0 or sampling.temperature <= 0:
+            token = int(logits.argmax())
+            return token, float(logits[token]) - logz
+        k = max(1, min(sampling.top_k or len(logits), len(logits)))
+        ids = np.argpartition(-logits, k - 1)[:k]
+        scaled = logits[ids] / sampling.temperature
+        probs = np.exp(scaled - scaled.max())
+        probs /= probs.sum()
+        order = np.argsort(-probs)
+        keep = int(np.searchsorted(np.cumsum(probs[order]), sampling.top_p) + 1)
+        chosen = order[:keep]
+        p = probs[chosen] / probs[chosen].sum()
+        token = int(ids[chosen[rng.choice(len(chosen), p=p)]])
+        return token, float(logits[token]) - logz
+
+
+def load(path: Path, *, n_ctx: int, n_threads: int | None, n_batch: int) -> Engine:
+    """Load ``path`` and log how long it took."""
+    started = time.perf_counter()
+    engine = Engine(path, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
+    log.info("loaded %s in %.2fs (FIM: %s)", path, time.perf_counter() - started,
+             engine.fim is not None)
+    return engine

@@ -1,0 +1,233 @@
+"""The language server: thin pygls handlers around the completion service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from compilot import __version__
+from compilot import settings as settings_mod
+from compilot.feedback.store import Store, StoreError
+from compilot.server.completion import Answer, CompletionService
+from compilot.server.positions import offset_at, word_before
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = "compilot.accepted"
+REJECTED = "compilot.rejected"
+STATS = "compilot.stats"
+# Notifications of Copilot's language server, so that clients written for it work unchanged.
+DID_SHOW = "textDocument/didShowCompletion"
+DID_PARTIALLY_ACCEPT = "textDocument/didPartiallyAcceptCompletion"
+
+
+class CompilotServer(LanguageServer):
+    """pygls server holding the settings and the completion service."""
+
+    def __init__(self) -> None:
+        super().__init__("compilot", __version__,
+                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.settings, self.setting_problems = settings_mod.load()
+        self.service: CompletionService | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def tell(self, message: str, kind: types.MessageType = types.MessageType.Error) -> None:
+        """Show ``message`` to the user, from any thread."""
+        params = types.ShowMessageParams(type=kind, message=message)
+        if self.loop is not None and self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.window_show_message, params)
+        else:
+            self.window_show_message(params)
+
+    def start_service(self) -> CompletionService:
+        """Open the store and load the model (on the worker thread)."""
+        store = None
+        if self.settings.logging.enabled:
+            try:
+                store = Store.in_dir(settings_mod.data_dir(self.settings))
+                if store.recovered_from is not None:
+                    self.tell(f"compilot: the event database was damaged; it was kept as "
+                              f"{store.recovered_from} and a new one started at {store.path}",
+                              types.MessageType.Warning)
+            except (StoreError, OSError) as exc:
+                self.tell(f"compilot: events are not recorded: {exc}")
+        self.service = CompletionService(self.settings, store, on_error=self.tell)
+        self.service.load()
+        return self.service
+
+
+server = CompilotServer()
+
+
+def _options(value: Any) -> dict[str, Any]:
+    """Settings from initializationOptions / didChangeConfiguration: bare or under 'compilot'."""
+    if not isinstance(value, dict):
+        return {}
+    inner = value.get("compilot")
+    return inner if isinstance(inner, dict) else value
+
+
+@server.feature(types.INITIALIZE)
+def initialize(ls: CompilotServer, params: types.InitializeParams) -> None:
+    """Merge initializationOptions into the settings."""
+    ls.settings, problems = settings_mod.load(_options(params.initialization_options))
+    ls.setting_problems += problems
+
+
+@server.feature(types.INITIALIZED)
+async def initialized(ls: CompilotServer, params: types.InitializedParams) -> None:
+    """Start the service; report bad settings once."""
+    ls.loop = asyncio.get_running_loop()
+    for problem in ls.setting_problems:
+        ls.tell(f"compilot settings: {problem} (the default is used)", types.MessageType.Warning)
+    ls.start_service()
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+def did_change_configuration(ls: CompilotServer,
+                             params: types.DidChangeConfigurationParams) -> None:
+    """Apply changed settings over the current ones."""
+    options = _options(params.settings)
+    if not options:
+        return
+    ls.settings, problems = settings_mod.load(options, base=ls.settings)
+    for problem in problems:
+        ls.tell(f"compilot settings: {problem} (kept the previous value)",
+                types.MessageType.Warning)
+    if ls.service is not None:
+        ls.service.reconfigure(ls.settings)
+
+
+async def _answer(ls: CompilotServer, uri: str, position: types.Position) -> Answer | None:
+    if ls.service is None or uri not in ls.workspace.text_documents:
+        return None
+    document = ls.workspace.get_text_document(uri)
+    text = document.source
+    offset = offset_at(text, position.line, position.character)
+    if offset is None:
+        return None
+    return await ls.service.complete(uri, text, offset, line=position.line,
+                                     character=position.character,
+                                     language_id=document.language_id)
+
+
+@server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+async def inline_completion(ls: CompilotServer, params: types.InlineCompletionParams
+                            ) -> types.InlineCompletionList:
+    """Ranked candidates as ghost text; each carries the command that reports acceptance."""
+    answer = await _answer(ls, params.text_document.uri, params.position)
+    if answer is None:
+        return types.InlineCompletionList(items=[])
+    at = types.Range(start=params.position, end=params.position)
+    return types.InlineCompletionList(items=[
+        types.InlineCompletionItem(
+            insert_text=item.text, range=at,
+            command=types.Command(title="compilot: accepted", command=ACCEPTED,
+                                  arguments=[item.id]),
+        )
+        for item in answer.items
+    ])
+
+
+@server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False))
+async def completion(ls: CompilotServer, params: types.CompletionParams
+                     ) -> types.CompletionList:
+    """The same candidates as completion items, for clients without inline completion."""
+    answer = await _answer(ls, params.text_document.uri, params.position)
+    if answer is None:
+        return types.CompletionList(is_incomplete=True, items=[])
+    document = ls.workspace.get_text_document(params.text_document.uri)
+    offset = offset_at(document.source, params.position.line, params.position.character) or 0
+    word = word_before(document.source, offset)
+    start = types.Position(line=params.position.line,
+                           character=params.position.character - _utf16_len(word))
+    items = []
+    for rank, item in enumerate(answer.items):
+        first_line = item.text.strip().split("\n", 1)[0]
+        items.append(types.CompletionItem(
+            label=(word + first_line)[:80] or item.text[:80],
+            kind=types.CompletionItemKind.Text,
+            detail="compilot" + ("" if item.parsed is not False else " (does not parse)"),
+            documentation=types.MarkupContent(kind=types.MarkupKind.Markdown,
+                                              value=f"```{answer.language}\n{word}{item.text}\n```"),
+            sort_text=f"{rank:04d}",
+            filter_text=word + item.text,
+            insert_text_format=types.InsertTextFormat.PlainText,
+            text_edit=types.TextEdit(range=types.Range(start=start, end=params.position),
+                                     new_text=word + item.text),
+            command=types.Command(title="compilot: accepted", command=ACCEPTED,
+                                  arguments=[item.id]),
+        ))
+    return types.CompletionList(is_incomplete=True, items=items)
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _candidate_id(args: tuple[Any, ...]) -> str | None:
+    if not args:
+        return None
+    first = args[0]
+    if isinstance(first, dict):
+        first = first.get("id")
+    return first if isinstance(first, str) else None
+
+
+@server.command(ACCEPTED)
+def accepted(ls: CompilotServer, *args: Any) -> bool:
+    """The user accepted a candidate (inline item or completion item)."""
+    cid = _candidate_id(args)
+    return bool(ls.service and cid and ls.service.event(cid, "accepted"))
+
+
+@server.command(REJECTED)
+def rejected(ls: CompilotServer, *args: Any) -> bool:
+    """The user dismissed a candidate."""
+    cid = _candidate_id(args)
+    return bool(ls.service and cid and ls.service.event(cid, "rejected"))
+
+
+@server.command(STATS)
+def stats(ls: CompilotServer, *args: Any) -> dict[str, Any]:
+    """Counters of the service, worker, engine and store (for tests and `compilot status`)."""
+    return ls.service.stats() if ls.service else {}
+
+
+def _item_candidate(params: Any) -> str | None:
+    """The candidate id inside a Copilot-style ``{item: {command: {arguments}}}``."""
+    item = params.get("item") if isinstance(params, dict) else getattr(params, "item", None)
+    command = item.get("command") if isinstance(item, dict) else getattr(item, "command", None)
+    args = (command.get("arguments") if isinstance(command, dict)
+            else getattr(command, "arguments", None))
+    return _candidate_id(tuple(args or ()))
+
+
+@server.feature(DID_SHOW)
+def did_show(ls: CompilotServer, params: Any) -> None:
+    """Copilot's notification that an item was shown."""
+    cid = _item_candidate(params)
+    if ls.service and cid:
+        ls.service.event(cid, "shown")
+
+
+@server.feature(DID_PARTIALLY_ACCEPT)
+def did_partially_accept(ls: CompilotServer, params: Any) -> None:
+    """Copilot's notification that a prefix of an item was accepted."""
+    cid = _item_candidate(params)
+    length = (params.get("acceptedLength") if isinstance(params, dict)
+              else getattr(params, "acceptedLength", None))
+    if ls.service and cid:
+        ls.service.event(cid, "partial", length if isinstance(length, int) else None)
+
+
+@server.feature(types.SHUTDOWN)
+def shutdown(ls: CompilotServer, params: None) -> None:
+    """Stop the worker and close the store."""
+    if ls.service is not None:
+        ls.service.close()
+        ls.service = None

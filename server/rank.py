@@ -1,0 +1,68 @@
+"""Compile-aware ranking: splice each candidate into the document, parse, order.
+
+Candidates that introduce no new ERROR or MISSING node rank first, then by mean token
+log-probability. A candidate that does not parse whole is shortened to its longest prefix of
+whole lines that does (the model often finishes a block and starts a broken one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from compilot.feedback.syntax import Splicer, parser_for
+from compilot.server.languages import Language
+
+# Above this size the whole-document parse costs more than it tells: parse the window only.
+MAX_FULL_PARSE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A candidate ready to show."""
+
+    text: str
+    raw: str
+    logprob: float | None
+    tokens: int
+    parsed: bool | None
+    """True: splices without new syntax errors; False: it does not; None: not checked."""
+
+
+def _splicer(language: Language, before: str, after: str) -> Splicer | None:
+    parser = parser_for(language.grammar) if language.grammar else None
+    if parser is None:
+        return None
+    head = before.encode("utf-8", errors="replace")
+    return Splicer(parser, head + after.encode("utf-8", errors="replace"), len(head))
+
+
+def _longest_parsing_prefix(text: str, splicer: Splicer) -> str | None:
+    lines = text.split("\n")
+    for keep in range(len(lines) - 1, 0, -1):
+        shorter = "\n".join(lines[:keep]).rstrip()
+        if shorter.strip() and splicer.parses(shorter):
+            return shorter
+    return None
+
+
+def rank(candidates: list[tuple[str, str, float | None, int]], *, before: str, after: str,
+         language: Language, check_syntax: bool = True) -> list[Ranked]:
+    """Rank ``(text, raw, logprob, tokens)`` candidates for a cursor between ``before`` and
+    ``after`` (the document, or the window of a huge one). Empty and duplicate texts go."""
+    splicer = _splicer(language, before, after) if check_syntax else None
+    ranked: list[Ranked] = []
+    seen: set[str] = set()
+    for text, raw, logprob, tokens in candidates:
+        parsed: bool | None = None
+        if splicer is not None and text.strip():
+            parsed = splicer.parses(text)
+            if not parsed:
+                shorter = _longest_parsing_prefix(text, splicer)
+                if shorter is not None:
+                    text, parsed = shorter, True
+        if not text.strip() or text in seen:
+            continue
+        seen.add(text)
+        ranked.append(Ranked(text, raw, logprob, tokens, parsed))
+    ranked.sort(key=lambda r: (r.parsed is False, -(r.logprob if r.logprob is not None else -99)))
+    return ranked

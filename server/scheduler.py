@@ -1,0 +1,118 @@
+"""One worker thread that runs model work in order, so the LSP loop never blocks.
+
+A newer job for the same document supersedes the older ones: queued ones are dropped without
+being computed, a running one is told to stop at its next token. A cancelled LSP request
+(``$/cancelRequest``) cancels its job the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from compilot.server.engine import Cancelled
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Job:
+    """A unit of model work and the means to cancel it."""
+
+    key: str | None
+    work: Callable[[Callable[[], bool]], Any]
+    future: Future[Any] = field(default_factory=Future)
+    _cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        """Stop this job: dropped if queued, stopped at its next check if running."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+
+@dataclass
+class SchedulerCounters:
+    submitted: int = 0
+    superseded: int = 0
+    """Jobs cancelled (by a newer job or by the client) before they started."""
+    completed: int = 0
+    failed: int = 0
+
+
+class Scheduler:
+    """A FIFO of jobs served by one daemon thread."""
+
+    def __init__(self, name: str = "compilot-engine") -> None:
+        self._queue: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._running: Job | None = None
+        self._stopped = False
+        self.counters = SchedulerCounters()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, work: Callable[[Callable[[], bool]], Any], *, key: str | None = None) -> Job:
+        """Queue ``work(cancelled)``; jobs with the same ``key`` queued or running are
+        superseded. ``work`` must call ``cancelled()`` often and raise Cancelled when true."""
+        job = Job(key, work)
+        with self._cond:
+            if self._stopped:
+                job.future.set_exception(RuntimeError("scheduler stopped"))
+                return job
+            if key is not None:
+                for other in [*self._queue, self._running]:
+                    if other is not None and other.key == key:
+                        other.cancel()
+            self._queue.append(job)
+            self.counters.submitted += 1
+            self._cond.notify()
+        return job
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                job = self._queue.popleft()
+                if job.cancelled:
+                    self.counters.superseded += 1
+                    job.future.set_exception(Cancelled())
+                    continue
+                self._running = job
+            try:
+                result = job.work(lambda job=job: job.cancelled)
+            except Cancelled as exc:
+                job.future.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - reported through the future
+                log.exception("engine job failed")
+                self.counters.failed += 1
+                job.future.set_exception(exc)
+            else:
+                self.counters.completed += 1
+                job.future.set_result(result)
+            finally:
+                with self._cond:
+                    self._running = None
+
+    def stop(self) -> None:
+        """Cancel everything and end the worker."""
+        with self._cond:
+            self._stopped = True
+            for job in self._queue:
+                job.cancel()
+                if not job.future.done():
+                    job.future.set_exception(Cancelled())
+            self._queue.clear()
+            if self._running:
+                self._running.cancel()
+            self._cond.notify_all()
