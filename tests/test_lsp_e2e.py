@@ -1,0 +1,197 @@
+"""End to end: `compilot serve` as a subprocess with the embedded model, driven over LSP with
+VS Code's and Neovim's client capabilities."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+from tests.lsp_helpers import (
+    CLIENTS,
+    TIMEOUT,
+    command,
+    end_of,
+    fresh_data_dir,
+    initialize,
+    inline,
+    inline_params,
+    open_document,
+    query,
+    server_config,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+DATA_DIR = fresh_data_dir()
+OPTIONS = {"completion": {"candidates": 2, "maxTokens": 32}}
+
+ADD = 'def add(a, b):\n    """Return the sum of a and b."""\n    '
+TAIL = "\n\n\nprint(add(1, 2))\n"
+
+
+@pytest_lsp.fixture(config=server_config(DATA_DIR), params=CLIENTS, scope="module")
+async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest):
+    await initialize(lsp_client, request.param, OPTIONS)
+    yield
+    await asyncio.wait_for(lsp_client.shutdown_session(), TIMEOUT)
+
+
+async def test_inline_completion_is_ranked_and_parses(client: LanguageClient) -> None:
+    uri = open_document(client, ADD + TAIL)
+    items = await inline(client, uri, end_of(ADD))
+    assert items, "no inline completion"
+    for item in items:
+        assert isinstance(item.insert_text, str) and item.insert_text.strip()
+        assert item.command is not None and item.command.command == "compilot.accepted"
+        assert item.range == types.Range(start=end_of(ADD), end=end_of(ADD))
+    # The top item spliced into the file gives valid Python: cut and ranked, not raw.
+    ast.parse(ADD + items[0].insert_text + TAIL)
+    rows = query(DATA_DIR, "SELECT c.parsed, c.rank FROM candidates c JOIN requests r "
+                 "ON r.id = c.request_id WHERE r.uri = ? ORDER BY c.rank", (uri,))
+    assert [r["parsed"] for r in rows][0] == 1
+    assert len(rows) == len(items)
+
+
+async def test_accept_is_recorded(client: LanguageClient) -> None:
+    text = 'def greet(name):\n    """Return a greeting for name."""\n    return '
+    uri = open_document(client, text + "\n")
+    items = await inline(client, uri, end_of(text))
+    assert items
+    top = items[0]
+    assert top.command is not None
+    assert await command(client, top.command.command, *top.command.arguments) is True
+    cid = top.command.arguments[0]
+    events = query(DATA_DIR, "SELECT kind FROM events WHERE candidate_id = ?", (cid,))
+    assert [e["kind"] for e in events] == ["accepted"]
+    request = query(DATA_DIR, "SELECT r.* FROM requests r JOIN candidates c "
+                    "ON c.request_id = r.id WHERE c.id = ?", (cid,))[0]
+    assert (request["uri"], request["language"], request["adapter"]) == (uri, "python", "base")
+    assert request["prefix"].endswith("return ") and request["source"] == "model"
+    # A rejection and an unknown id.
+    if len(items) > 1:
+        second = items[1].command.arguments[0]
+        assert await command(client, "compilot.rejected", second) is True
+    assert await command(client, "compilot.accepted", "no-such-id") is False
+
+
+async def test_copilot_notifications_are_recorded(client: LanguageClient) -> None:
+    text = 'def double(x):\n    """Return twice x."""\n    return '
+    uri = open_document(client, text + "\n")
+    items = await inline(client, uri, end_of(text))
+    assert items
+    item = client.protocol._converter.unstructure(items[0])
+    client.protocol.notify("textDocument/didShowCompletion", {"item": item})
+    client.protocol.notify("textDocument/didPartiallyAcceptCompletion",
+                           {"item": item, "acceptedLength": 2})
+    cid = items[0].command.arguments[0]
+    for _ in range(100):
+        kinds = [e["kind"] for e in query(
+            DATA_DIR, "SELECT kind FROM events WHERE candidate_id = ? ORDER BY id", (cid,))]
+        if len(kinds) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert kinds == ["shown", "partial"]
+    length = query(DATA_DIR, "SELECT accepted_length FROM events WHERE kind = 'partial' "
+                   "AND candidate_id = ?", (cid,))[0][0]
+    assert length == 2
+
+
+async def test_burst_of_typing_computes_only_the_last(client: LanguageClient) -> None:
+    text = 'def product(a, b):\n    """Return a times b."""\n    '
+    uri = open_document(client, text + "\n")
+    before = await command(client, "compilot.stats")
+    typed = "return a"
+    futures = []
+    position = end_of(text)
+    for version, char in enumerate(typed[:10], start=2):
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[types.TextDocumentContentChangePartial(
+                range=types.Range(start=position, end=position), text=char)]))
+        position = types.Position(line=position.line, character=position.character + 1)
+        futures.append(client.text_document_inline_completion(inline_params(uri, position)))
+    results = [await asyncio.wait_for(asyncio.wrap_future(f), TIMEOUT) for f in futures]
+    after = await command(client, "compilot.stats")
+    assert len(futures) == len(typed)
+    computed = after["engine"]["generations"] - before["engine"]["generations"]
+    dropped = (after["scheduler"]["superseded"] - before["scheduler"]["superseded"]) + (
+        after["engine"]["aborted"] - before["engine"]["aborted"])
+    assert computed == 1, after
+    assert dropped == len(typed) - 1, after
+    assert all(not r.items for r in results[:-1])
+    assert results[-1].items, "the last request of the burst got no completion"
+
+
+async def test_cache_and_typing_through(client: LanguageClient) -> None:
+    text = 'def halve(x):\n    """Return half of x."""\n    '
+    uri = open_document(client, text + "\n")
+    first = await inline(client, uri, end_of(text))
+    assert first
+    again = await inline(client, uri, end_of(text))
+    assert [i.insert_text for i in again] == [i.insert_text for i in first]
+    stats = await command(client, "compilot.stats")
+    generations = stats["engine"]["generations"]
+    assert stats["service"]["cache_hits"] >= 1
+
+    # Type the first two characters of the top suggestion: answered with its remainder.
+    top = first[0].insert_text
+    typed = top[:2]
+    position = end_of(text)
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangePartial(
+            range=types.Range(start=position, end=position), text=typed)]))
+    moved = types.Position(line=position.line, character=position.character + len(typed))
+    rest = await inline(client, uri, moved)
+    assert rest and rest[0].insert_text == top[2:]
+    stats = await command(client, "compilot.stats")
+    assert stats["engine"]["generations"] == generations
+    assert stats["service"]["typed_through"] >= 1
+
+
+async def test_fence_ends_the_completion(client: LanguageClient) -> None:
+    # The embedded model answers this with ` n % 2 == 0`, then closes a markdown fence
+    # and explains itself in prose.
+    text = 'def is_even(n):\n    """Return True if n is even."""\n    return '
+    uri = open_document(client, text + "\n")
+    items = await inline(client, uri, end_of(text))
+    assert items
+    rows = query(DATA_DIR, "SELECT c.text, c.raw FROM candidates c JOIN requests r "
+                 "ON r.id = c.request_id WHERE r.uri = ? ORDER BY c.rank", (uri,))
+    fenced = [r for r in rows if "```" in r["raw"]]
+    assert fenced, [r["raw"] for r in rows]
+    for row in fenced:
+        assert "```" not in row["text"]
+        assert row["raw"].lstrip().startswith(row["text"].lstrip())
+    assert all("```" not in i.insert_text and "\n" not in i.insert_text for i in items)
+
+
+async def test_bad_requests_get_empty_answers(client: LanguageClient) -> None:
+    unopened = "file:///tmp/compilot-e2e/never-opened.py"
+    assert await inline(client, unopened, types.Position(line=0, character=0)) == []
+    uri = open_document(client, "x = 1\n")
+    assert await inline(client, uri, types.Position(line=50, character=0)) == []
+    # Unknown language: offered, unranked by syntax.
+    other = open_document(client, "Dear diary, today I ", suffix=".txt", language="plaintext")
+    items = await inline(client, other, types.Position(line=0, character=20))
+    assert isinstance(items, list)
+    stats = await command(client, "compilot.stats")
+    assert stats["error"] is None
+
+
+async def test_completion_items_for_clients_without_inline(client: LanguageClient) -> None:
+    text = 'def triple(x):\n    """Return three times x."""\n    return tr'
+    uri = open_document(client, text + "\n")
+    result = await asyncio.wait_for(client.text_document_completion_async(
+        types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri),
+                               position=end_of(text))), TIMEOUT)
+    assert result is not None and result.items
+    item = result.items[0]
+    assert item.text_edit is not None and item.text_edit.new_text.startswith("tr")
+    assert item.text_edit.range.start.character == end_of(text).character - 2
+    assert item.command is not None and item.command.command == "compilot.accepted"
