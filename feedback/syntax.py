@@ -14,6 +14,10 @@ from tree_sitter import Parser, Tree
 
 _local = threading.local()
 
+# Nodes that a grammar accepts empty but the language's compiler does not: tree-sitter-python
+# parses ``if a:`` with nothing after it as an if_statement with an empty block.
+_MUST_NOT_BE_EMPTY = {"python": frozenset({"block"})}
+
 
 @cache
 def _language(grammar: str):  # noqa: ANN202 - tree_sitter.Language
@@ -72,8 +76,10 @@ class Splicer:
     """Parses a document once, then tells for each insertion at one offset whether it
     introduces a syntax error, by incremental re-parse of the edited tree."""
 
-    def __init__(self, parser: Parser, source: bytes, offset: int) -> None:
+    def __init__(self, parser: Parser, source: bytes, offset: int,
+                 grammar: str | None = None) -> None:
         self.parser = parser
+        self.non_empty = _MUST_NOT_BE_EMPTY.get(grammar or "", frozenset())
         self.source = source
         self.offset = offset
         self.tree = parser.parse(source)
@@ -111,7 +117,23 @@ class Splicer:
             shift = len(data) if err.start >= end else 0
             if (err.start - shift, err.end - shift, err.missing) not in baseline:
                 fresh.append(err)
+        if self.non_empty:
+            fresh += self._empty_nodes(tree, start, end)
         return fresh
+
+    def _empty_nodes(self, tree: Tree, start: int, end: int) -> list[SyntaxError_]:
+        """Nodes that must not be empty but are, among those overlapping [start, end]."""
+        found = []
+        stack = [tree.root_node]
+        while stack:
+            node = stack.pop()
+            if node.end_byte < start or node.start_byte > end:
+                continue
+            if node.type in self.non_empty and node.named_child_count == 0:
+                row, column = node.start_point
+                found.append(SyntaxError_(node.start_byte, node.end_byte, row, column, True))
+            stack.extend(node.children)
+        return found
 
     def parses(self, inserted: str) -> bool:
         """True when splicing ``inserted`` introduces no ERROR or MISSING node."""

@@ -74,9 +74,8 @@ def _cut_at_stops(text: str, language: Language) -> str:
 
 
 def _single_line(cursor: Cursor) -> bool:
-    """Mid-line with code after the cursor: complete this line only (as Copilot does)."""
-    rest = cursor.line_suffix.strip()
-    return bool(rest) and not re.fullmatch(r"[)\]}'\";:,]*", rest)
+    """Mid-line with text after the cursor: complete this line only (as Copilot does)."""
+    return bool(cursor.line_suffix.strip())
 
 
 def _drop_line_overlap(text: str, line_suffix: str) -> str:

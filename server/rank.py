@@ -33,7 +33,8 @@ def _splicer(language: Language, before: str, after: str) -> Splicer | None:
     if parser is None:
         return None
     head = before.encode("utf-8", errors="replace")
-    return Splicer(parser, head + after.encode("utf-8", errors="replace"), len(head))
+    return Splicer(parser, head + after.encode("utf-8", errors="replace"), len(head),
+                   language.grammar)
 
 
 def _longest_parsing_prefix(text: str, splicer: Splicer) -> str | None:

@@ -1,0 +1,93 @@
+"""The engine on the real embedded model, and the worker that runs it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from compilot.models import embedded_model_path
+from compilot.server.engine import Cancelled, Engine, ModelLoadError, Sampling
+from compilot.server.scheduler import Scheduler
+
+PREFIX = 'def add(a, b):\n    """Return the sum of a and b."""\n'
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(embedded_model_path(), n_ctx=1024)
+
+
+def test_embedded_model_has_no_fim_and_prompt_is_prefix(engine: Engine) -> None:
+    assert engine.fim is None
+    assert engine.prompt(PREFIX, "ignored suffix", 16) == engine.tokenize(PREFIX)
+
+
+def test_candidates_have_log_probs_and_are_reproducible(engine: Engine) -> None:
+    sampling = Sampling(n=3, max_tokens=12, temperature=0.8, seed=7)
+    first = engine.generate(engine.prompt(PREFIX, "", 12), sampling, forced="    ")
+    again = engine.generate(engine.prompt(PREFIX, "", 12), sampling, forced="    ")
+    assert [c.text for c in first] == [c.text for c in again]
+    assert len(first) == 3
+    for cand in first:
+        assert cand.text.startswith("    ")  # token healing: forced text comes first
+        assert 0 < cand.tokens <= 12
+        assert cand.logprob is not None and cand.logprob < 0
+
+
+def test_a_keystroke_evaluates_only_new_tokens(engine: Engine) -> None:
+    engine.generate(engine.prompt(PREFIX + "    return a", "", 4), Sampling(max_tokens=4))
+    before = engine.counters.prompt_tokens
+    engine.generate(engine.prompt(PREFIX + "    return a +", "", 4), Sampling(max_tokens=4))
+    evaluated = engine.counters.prompt_tokens - before
+    assert 1 <= evaluated <= 2, evaluated
+
+
+def test_cancel_stops_between_tokens(engine: Engine) -> None:
+    calls = {"n": 0}
+
+    def cancelled() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    aborted = engine.counters.aborted
+    with pytest.raises(Cancelled):
+        engine.generate(engine.prompt(PREFIX, "", 32), Sampling(max_tokens=32),
+                        cancelled=cancelled)
+    assert engine.counters.aborted == aborted + 1
+
+
+@pytest.mark.parametrize("content", [b"", b"not a model", b"GGUF" + b"\x00" * 7])
+def test_bad_model_files_raise_a_clear_error(tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(content)
+    with pytest.raises(ModelLoadError, match=str(bad)):
+        Engine(bad)
+
+
+def test_scheduler_supersedes_queued_and_running_jobs() -> None:
+    scheduler = Scheduler()
+    started = threading.Event()
+
+    def slow(cancelled) -> str:
+        started.set()
+        while not cancelled():
+            time.sleep(0.001)
+        raise Cancelled
+
+    running = scheduler.submit(slow, key="doc")
+    started.wait(5)
+    queued = [scheduler.submit(lambda c, i=i: i, key="doc") for i in range(5)]
+    other = scheduler.submit(lambda c: "other", key="other-doc")
+    with pytest.raises(Cancelled):
+        running.future.result(5)
+    for job in queued[:-1]:
+        with pytest.raises(Cancelled):
+            job.future.result(5)
+    assert queued[-1].future.result(5) == 4
+    assert other.future.result(5) == "other"
+    assert scheduler.counters.superseded == 4
+    assert scheduler.counters.completed == 2
+    scheduler.stop()

@@ -1,0 +1,123 @@
+"""The event store, redaction and settings."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from compilot import settings as settings_mod
+from compilot.feedback.redact import PLACEHOLDER, redact
+from compilot.feedback.store import MIGRATIONS, CandidateRecord, RequestRecord, Store
+
+
+def request(rid: str = "r1", prefix: str = "x = ") -> RequestRecord:
+    return RequestRecord(id=rid, uri="file:///a.py", language="python", line=0, character=4,
+                         prefix=prefix, suffix="\n", latency_ms=12.5, model="m.gguf",
+                         adapter="base", source="model")
+
+
+def candidate(cid: str = "c1", text: str = "1") -> CandidateRecord:
+    return CandidateRecord(id=cid, rank=0, text=text, raw=text + "\n```", logprob=-0.3,
+                           tokens=2, parsed=True)
+
+
+def test_round_trip_and_events(tmp_path: Path) -> None:
+    store = Store.in_dir(tmp_path)
+    store.record_request(request(), [candidate()])
+    assert store.record_event("c1", "accepted")
+    assert not store.record_event("unknown", "accepted")
+    with pytest.raises(ValueError, match="unknown event kind"):
+        store.record_event("c1", "liked")
+    counts = store.counts()
+    assert (counts["requests"], counts["candidates"], counts["accepted"]) == (1, 1, 1)
+    assert store.schema_version == len(MIGRATIONS)
+    mode = store.query("PRAGMA journal_mode")[0][0]
+    assert mode == "wal"
+    assert stat.S_IMODE((tmp_path / "events.db").stat().st_mode) == 0o600
+
+
+def test_secrets_never_reach_the_store(tmp_path: Path) -> None:
+    store = Store.in_dir(tmp_path)
+    key = "AKIA" + "ABCDEFGHIJKLMNOP"
+    store.record_request(request(prefix=f'aws_key = "{key}"\npassword = "hunter22"\n'),
+                         [candidate(text='token = "ghp_' + "a1B2" * 10 + '"')])
+    dump = "\n".join(sqlite3.connect(tmp_path / "events.db").iterdump())
+    assert key not in dump and "hunter22" not in dump and "ghp_a1B2" not in dump
+    assert PLACEHOLDER in dump
+
+
+def test_damaged_database_is_kept_aside(tmp_path: Path) -> None:
+    (tmp_path / "events.db").write_bytes(b"this is not sqlite" * 100)
+    store = Store.in_dir(tmp_path)
+    assert store.recovered_from is not None and store.recovered_from.exists()
+    assert store.recovered_from.read_bytes().startswith(b"this is not sqlite")
+    store.record_request(request(), [candidate()])
+    assert store.counts()["requests"] == 1
+
+
+def test_concurrent_writers(tmp_path: Path) -> None:
+    stores = [Store.in_dir(tmp_path) for _ in range(3)]
+
+    def write(index: int) -> None:
+        for n in range(30):
+            rid = f"r{index}-{n}"
+            stores[index].record_request(request(rid), [candidate(f"c{index}-{n}")])
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stores[0].counts()["requests"] == 90
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        pytest.param("-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+                     "MIIEow", id="private-key"),
+        pytest.param("key = 'AKIAIOSFODNN7EXAMPLE'", "AKIAIOSFODNN7EXAMPLE", id="aws-key-id"),
+        pytest.param("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                     "wJalrXUtnFEMI", id="aws-secret"),
+        pytest.param("t = 'ghp_" + "x" * 36 + "'", "ghp_xxxx", id="github"),
+        pytest.param("SLACK = 'xoxb-1234567890-abcdefghij'", "xoxb-1234567890", id="slack"),
+        pytest.param("openai.api_key = 'sk-" + "a" * 40 + "'", "sk-aaaa", id="openai"),
+        pytest.param("g = 'AIza" + "B" * 35 + "'", "AIzaBBB", id="google"),
+        pytest.param('db_password = "correct horse"', "correct horse", id="password"),
+        pytest.param("url = 'postgres://bob:s3cr3t@db/x'", "s3cr3t", id="url-credentials"),
+        pytest.param("salt = 'q8F3kLz9Xw2PmN7vR4tY6uB1'", "q8F3kLz9Xw2PmN7vR4tY6uB1",
+                     id="high-entropy"),
+    ],
+)
+def test_redact(text: str, secret: str) -> None:
+    assert secret not in redact(text)
+    assert PLACEHOLDER in redact(text)
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("def f(password):\n    return check(password)", id="parameter-name"),
+    pytest.param("name = 'configuration_settings_file'", id="low-entropy-literal"),
+    pytest.param("x = 'hello world'", id="plain-string"),
+])
+def test_redact_keeps_ordinary_code(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_settings_layers_and_bad_values(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[completion]\ncandidates = 5\nmax_tokens = 'many'\n")
+    settings, problems = settings_mod.load(path=config)
+    assert settings.completion.candidates == 5
+    assert settings.completion.max_tokens == settings_mod.CompletionSettings().max_tokens
+    assert any("max_tokens" in p for p in problems)
+    settings, problems = settings_mod.load({"completion": {"maxTokens": 12, "bogus": 1}},
+                                           path=config)
+    assert settings.completion.max_tokens == 12 and settings.completion.candidates == 5
+    assert any("bogus" in p for p in problems)
+    config.write_text("[completion\n")
+    settings, problems = settings_mod.load(path=config)
+    assert settings == settings_mod.Settings() and "not a readable TOML" in problems[0]

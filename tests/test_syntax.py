@@ -1,0 +1,76 @@
+"""Splicing candidates into a document and finding new syntax errors; the ranking."""
+
+from __future__ import annotations
+
+import pytest
+
+from compilot.feedback.syntax import Splicer, parser_for
+from compilot.server.languages import language_for
+from compilot.server.rank import rank
+
+PY = 'def f(a):\n    """Doc."""\n    '
+SUFFIX = "\n\n\ndef g():\n    return 2\n"
+
+
+def splicer(before: str, after: str, grammar: str = "python") -> Splicer:
+    parser = parser_for(grammar)
+    assert parser is not None
+    return Splicer(parser, (before + after).encode(), len(before.encode()), grammar)
+
+
+@pytest.mark.parametrize(
+    ("inserted", "parses"),
+    [
+        pytest.param("return a + 1", True, id="statement"),
+        pytest.param("if a:\n        return 1\n    return 2", True, id="block"),
+        pytest.param("return (a + 1", False, id="unclosed-paren"),
+        pytest.param("return a +", False, id="dangling-operator"),
+        pytest.param("if a:", False, id="block-without-body"),
+        pytest.param("x = 'é' + \"ü\"", True, id="non-ascii"),
+    ],
+)
+def test_python_splice(inserted: str, parses: bool) -> None:
+    assert splicer(PY, SUFFIX).parses(inserted) is parses
+
+
+def test_old_errors_elsewhere_are_not_blamed() -> None:
+    broken_elsewhere = "def h(:\n    pass\n\n" + PY
+    s = splicer(broken_elsewhere, SUFFIX)
+    assert s.baseline
+    assert s.parses("return a")
+    assert not s.parses("return (a")
+
+
+@pytest.mark.parametrize("grammar", ["java", "c", "cpp", "javascript", "typescript", "go",
+                                     "rust"])
+def test_grammars_load_offline(grammar: str) -> None:
+    assert parser_for(grammar) is not None
+
+
+def test_c_splice() -> None:
+    s = splicer("int f(int a) {\n    ", "\n}\n", "c")
+    assert s.parses("return a + 1;")
+    assert not s.parses("return a + ;")
+
+
+def test_rank_puts_parsing_candidates_first_and_shortens_broken_tails() -> None:
+    before, after = PY, SUFFIX
+    ranked = rank(
+        [
+            ("return (a", "raw1", -0.1, 3),          # best log-prob, does not parse
+            ("return a\n    if a:", "raw2", -0.5, 5),  # parses once its broken tail goes
+            ("return 2 * a", "raw3", -0.9, 4),
+            ("return 2 * a", "raw4", -0.2, 4),       # duplicate text
+            ("   ", "raw5", -0.01, 1),              # empty
+        ],
+        before=before, after=after, language=language_for("python"),
+    )
+    assert [r.text for r in ranked] == ["return a", "return 2 * a", "return (a"]
+    assert [r.parsed for r in ranked] == [True, True, False]
+
+
+def test_rank_without_grammar_keeps_log_prob_order() -> None:
+    ranked = rank([("b", "b", -2.0, 1), ("a", "a", -1.0, 1)], before="", after="",
+                  language=language_for("plaintext"))
+    assert [r.text for r in ranked] == ["a", "b"]
+    assert all(r.parsed is None for r in ranked)
