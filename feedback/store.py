@@ -45,7 +45,8 @@ MIGRATIONS: list[str] = [
         raw         TEXT NOT NULL,
         logprob     REAL,
         tokens      INTEGER NOT NULL,
-        parsed      INTEGER
+        parsed      INTEGER,
+        shown       INTEGER NOT NULL
     );
     CREATE INDEX candidates_request ON candidates(request_id);
     CREATE TABLE events (
@@ -78,6 +79,8 @@ class CandidateRecord:
     logprob: float | None
     tokens: int
     parsed: bool | None
+    shown: bool = True
+    """False for a candidate that was generated but not offered (it did not parse)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,9 +205,9 @@ class Store:
         ]
         for c in candidates:
             statements.append((
-                "INSERT INTO candidates VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO candidates VALUES (?,?,?,?,?,?,?,?,?)",
                 (c.id, request.id, c.rank, redact(c.text), redact(c.raw), c.logprob, c.tokens,
-                 None if c.parsed is None else int(c.parsed)),
+                 None if c.parsed is None else int(c.parsed), int(c.shown)),
             ))
         self._write(statements)
 

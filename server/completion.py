@@ -116,6 +116,8 @@ class CompletionService:
         self._anchors: dict[str, int] = {}
         self._last: dict[str, _Last] = {}
         self._loaded: Future[object] | None = None
+        self.last_raw: list[str] = []
+        """The model's unprocessed candidates of the last computed request (benchmarks)."""
 
     # -- the model -------------------------------------------------------------------------
 
@@ -165,7 +167,7 @@ class CompletionService:
         if not typed:
             return None
         rest = [
-            Ranked(r.text[len(typed):], r.raw, r.logprob, r.tokens, r.parsed)
+            Ranked(r.text[len(typed):], r.raw, r.logprob, r.tokens, r.parsed, r.shown)
             for r in last.items if r.text.startswith(typed) and len(r.text) > len(typed)
         ]
         return rest or None
@@ -182,6 +184,7 @@ class CompletionService:
             tokens, sampling, forced=held, cancelled=cancelled,
             stop=lambda text: should_stop(unheal(text, held), win.prefix, win.suffix, language),
         )
+        self.last_raw = [cand.text for cand in candidates]
         rows = []
         for cand in candidates:
             raw = unheal(cand.text, held)
@@ -240,11 +243,14 @@ class CompletionService:
             self._cache.put(key, ranked)
 
         assert ranked is not None
-        self._last[uri] = _Last(win, ranked)
+        visible = [r for r in ranked if r.shown]
+        self._last[uri] = _Last(win, visible)
         latency = (time.perf_counter() - started) * 1000
-        shown = [Shown(uuid.uuid4().hex, r.text, r.parsed, r.logprob) for r in ranked]
+        ids = [uuid.uuid4().hex for _ in ranked]
+        shown = [Shown(i, r.text, r.parsed, r.logprob) for i, r in zip(ids, ranked, strict=True)
+                 if r.shown]
         self._record(request_id, uri, language, line, character, win, latency, source, ranked,
-                     shown)
+                     ids)
         if not shown:
             self.counters.empty += 1
         return Answer(request_id, shown, source, latency, language.id)
@@ -263,7 +269,7 @@ class CompletionService:
 
     def _record(self, request_id: str, uri: str, language: Language, line: int, character: int,
                 win: Window, latency: float, source: str, ranked: list[Ranked],
-                shown: list[Shown]) -> None:
+                ids: list[str]) -> None:
         if not self._logged(uri):
             return
         assert self.store is not None
@@ -273,9 +279,9 @@ class CompletionService:
             model=self.engine.name if self.engine else "", adapter=self.adapter, source=source,
         )
         candidates = [
-            CandidateRecord(id=s.id, rank=i, text=s.text, raw=r.raw, logprob=r.logprob,
-                            tokens=r.tokens, parsed=r.parsed)
-            for i, (s, r) in enumerate(zip(shown, ranked, strict=True))
+            CandidateRecord(id=cid, rank=i, text=r.text, raw=r.raw, logprob=r.logprob,
+                            tokens=r.tokens, parsed=r.parsed, shown=r.shown)
+            for i, (cid, r) in enumerate(zip(ids, ranked, strict=True))
         ]
         try:
             self.store.record_request(request, candidates)

@@ -127,7 +127,8 @@ async def inline_completion(ls: CompilotServer, params: types.InlineCompletionPa
         types.InlineCompletionItem(
             insert_text=item.text, range=at,
             command=types.Command(title="compilot: accepted", command=ACCEPTED,
-                                  arguments=[item.id]),
+                                  arguments=[item.id, {"parsed": item.parsed,
+                                                       "logprob": item.logprob}]),
         )
         for item in answer.items
     ])

@@ -2,12 +2,14 @@
 
 Candidates that introduce no new ERROR or MISSING node rank first, then by mean token
 log-probability. A candidate that does not parse whole is shortened to its longest prefix of
-whole lines that does (the model often finishes a block and starts a broken one).
+whole lines that does (the model often finishes a block and starts a broken one). When some
+candidates parse, the ones that do not are kept (they are training signal: the store records
+them) but not shown; when none parses, all are shown, marked as not parsing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from compilot.feedback.syntax import Splicer, parser_for
 from compilot.server.languages import Language
@@ -26,6 +28,8 @@ class Ranked:
     tokens: int
     parsed: bool | None
     """True: splices without new syntax errors; False: it does not; None: not checked."""
+    shown: bool = True
+    """False for a candidate that does not parse while another one does."""
 
 
 def _splicer(language: Language, before: str, after: str) -> Splicer | None:
@@ -66,4 +70,6 @@ def rank(candidates: list[tuple[str, str, float | None, int]], *, before: str, a
         seen.add(text)
         ranked.append(Ranked(text, raw, logprob, tokens, parsed))
     ranked.sort(key=lambda r: (r.parsed is False, -(r.logprob if r.logprob is not None else -99)))
+    if any(r.parsed for r in ranked):
+        ranked = [r if r.parsed is not False else replace(r, shown=False) for r in ranked]
     return ranked

@@ -52,9 +52,10 @@ async def test_inline_completion_is_ranked_and_parses(client: LanguageClient) ->
     # The top item spliced into the file gives valid Python: cut and ranked, not raw.
     ast.parse(ADD + items[0].insert_text + TAIL)
     rows = query(DATA_DIR, "SELECT c.parsed, c.rank FROM candidates c JOIN requests r "
-                 "ON r.id = c.request_id WHERE r.uri = ? ORDER BY c.rank", (uri,))
+                 "ON r.id = c.request_id WHERE r.uri = ? AND c.shown ORDER BY c.rank", (uri,))
     assert [r["parsed"] for r in rows][0] == 1
     assert len(rows) == len(items)
+    assert items[0].command.arguments[1]["parsed"] is True
 
 
 async def test_accept_is_recorded(client: LanguageClient) -> None:
@@ -195,3 +196,24 @@ async def test_completion_items_for_clients_without_inline(client: LanguageClien
     assert item.text_edit is not None and item.text_edit.new_text.startswith("tr")
     assert item.text_edit.range.start.character == end_of(text).character - 2
     assert item.command is not None and item.command.command == "compilot.accepted"
+
+
+async def test_huge_and_binary_documents_stay_bounded(client: LanguageClient) -> None:
+    # 10 MB of Python, then binary-looking text (NULs, escapes, replacement characters).
+    body = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(330_000))
+    huge = body[:10_000_000] + "\n\ndef last(a):\n    "
+    assert len(huge) >= 10_000_000
+    junk = "\x00\x01\x1b[0m\ufffd\ufffd" * 2000 + "\nx = "
+    huge_uri = open_document(client, huge)
+    junk_uri = open_document(client, junk, suffix=".bin", language="plaintext")
+    small_uri = open_document(client, ADD + TAIL)
+    results = await asyncio.gather(
+        inline(client, huge_uri, end_of(huge)),
+        inline(client, junk_uri, end_of(junk)),
+        inline(client, small_uri, end_of(ADD)),
+    )
+    assert all(isinstance(r, list) for r in results)
+    assert results[2], "a small document got nothing while a huge one was open"
+    rows = query(DATA_DIR, "SELECT length(prefix) AS n FROM requests WHERE uri = ?",
+                 (huge_uri,))
+    assert rows and rows[0]["n"] <= 3000

@@ -67,6 +67,13 @@ def test_rank_puts_parsing_candidates_first_and_shortens_broken_tails() -> None:
     )
     assert [r.text for r in ranked] == ["return a", "return 2 * a", "return (a"]
     assert [r.parsed for r in ranked] == [True, True, False]
+    assert [r.shown for r in ranked] == [True, True, False]
+
+
+def test_when_nothing_parses_everything_is_shown() -> None:
+    ranked = rank([("return (a", "r", -0.1, 3), ("return a +", "r", -0.2, 3)], before=PY,
+                  after=SUFFIX, language=language_for("python"))
+    assert [(r.parsed, r.shown) for r in ranked] == [(False, True), (False, True)]
 
 
 def test_rank_without_grammar_keeps_log_prob_order() -> None:
