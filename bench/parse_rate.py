@@ -46,6 +46,8 @@ async def main() -> None:
     from compilot.server.prompt import heal, unheal
 
     raw_ok = raw_n = shown_ok = shown_n = top_ok = top_n = 0
+    disagree = 0  # tree-sitter accepted it, Python's parser did not
+    failures: list[str] = []
     started = time.perf_counter()
     tasks = stdlib_tasks(args.count, seed=args.seed)
     for number, task in enumerate(tasks, 1):
@@ -60,6 +62,9 @@ async def main() -> None:
             ok = parses(task.prefix + item.text + task.suffix)
             shown_n += 1
             shown_ok += ok
+            if not ok:
+                disagree += bool(item.parsed)
+                failures.append(f"{task.name}: {item.text[:70]!r}")
             if rank == 0:
                 top_n += 1
                 top_ok += ok
@@ -72,6 +77,10 @@ async def main() -> None:
     print(f"shown completions that parse:       {shown_ok}/{shown_n} = "
           f"{shown_ok / max(1, shown_n):.1%}  (target >= 95%)")
     print(f"top shown completion parses:        {top_ok}/{top_n} = {top_ok / max(1, top_n):.1%}")
+    print(f"shown but not parsing: {shown_n - shown_ok} ({disagree} accepted by tree-sitter, "
+          f"rejected by Python's parser; the rest: no candidate of the request parsed)")
+    for failure in failures:
+        print("  ", failure)
     service.close()
 
 

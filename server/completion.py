@@ -298,8 +298,9 @@ class CompletionService:
             log.exception("could not record %s event for %s", kind, candidate_id)
             return False
 
-    def stats(self) -> dict[str, object]:
-        """Counters of the service, the worker, the engine and the store."""
+    def stats(self, *, prompt: bool = False) -> dict[str, object]:
+        """Counters of the service, the worker, the engine and the store; with ``prompt``,
+        also the token ids of the last prompt (to check the FIM layout)."""
         out: dict[str, object] = {
             "service": asdict(self.counters),
             "scheduler": asdict(self.scheduler.counters),
@@ -309,6 +310,9 @@ class CompletionService:
             "adapter": self.adapter,
             "error": self.engine_error,
         }
+        if prompt and self.engine is not None:
+            out["last_prompt"] = list(self.engine.counters.last_prompt)
+            out["fim_tokens"] = (vars(self.engine.fim) if self.engine.fim else None)
         if self.store is not None:
             out["store"] = {"path": str(self.store.path), **self.store.counts()}
         return out

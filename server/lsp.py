@@ -196,7 +196,8 @@ def rejected(ls: CompilotServer, *args: Any) -> bool:
 @server.command(STATS)
 def stats(ls: CompilotServer, *args: Any) -> dict[str, Any]:
     """Counters of the service, worker, engine and store (for tests and `compilot status`)."""
-    return ls.service.stats() if ls.service else {}
+    want_prompt = bool(args and isinstance(args[0], dict) and args[0].get("prompt"))
+    return ls.service.stats(prompt=want_prompt) if ls.service else {}
 
 
 def _item_candidate(params: Any) -> str | None:

@@ -2,9 +2,10 @@
 
 Candidates that introduce no new ERROR or MISSING node rank first, then by mean token
 log-probability. A candidate that does not parse whole is shortened to its longest prefix of
-whole lines that does (the model often finishes a block and starts a broken one). When some
-candidates parse, the ones that do not are kept (they are training signal: the store records
-them) but not shown; when none parses, all are shown, marked as not parsing.
+whole lines that does (the model often finishes a block and starts a broken one). Candidates
+that do not parse are kept (they are training signal: the store records them) but not shown
+when another one parses; when none parses, only the most likely one is shown, marked as not
+parsing (mid-statement, the user may be about to finish it).
 """
 
 from __future__ import annotations
@@ -72,4 +73,6 @@ def rank(candidates: list[tuple[str, str, float | None, int]], *, before: str, a
     ranked.sort(key=lambda r: (r.parsed is False, -(r.logprob if r.logprob is not None else -99)))
     if any(r.parsed for r in ranked):
         ranked = [r if r.parsed is not False else replace(r, shown=False) for r in ranked]
+    elif ranked and all(r.parsed is False for r in ranked):
+        ranked = ranked[:1] + [replace(r, shown=False) for r in ranked[1:]]
     return ranked

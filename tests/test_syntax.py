@@ -70,10 +70,11 @@ def test_rank_puts_parsing_candidates_first_and_shortens_broken_tails() -> None:
     assert [r.shown for r in ranked] == [True, True, False]
 
 
-def test_when_nothing_parses_everything_is_shown() -> None:
-    ranked = rank([("return (a", "r", -0.1, 3), ("return a +", "r", -0.2, 3)], before=PY,
+def test_when_nothing_parses_only_the_most_likely_is_shown() -> None:
+    ranked = rank([("return a +", "r", -0.2, 3), ("return (a", "r", -0.1, 3)], before=PY,
                   after=SUFFIX, language=language_for("python"))
-    assert [(r.parsed, r.shown) for r in ranked] == [(False, True), (False, True)]
+    assert [(r.text, r.parsed, r.shown) for r in ranked] == [
+        ("return (a", False, True), ("return a +", False, False)]
 
 
 def test_rank_without_grammar_keeps_log_prob_order() -> None:
