@@ -205,7 +205,11 @@ class CompletionService:
         language = language_for(language_id, uri)
         request_id = uuid.uuid4().hex
         if self.engine is None and self._loaded is not None and not self._loaded.done():
-            await asyncio.wrap_future(self._loaded)
+            try:
+                await asyncio.wrap_future(self._loaded)
+            except asyncio.CancelledError:
+                self.counters.cancelled += 1
+                raise
         if self.engine is None:
             self.counters.empty += 1
             return Answer(request_id, [], "model", 0.0, language.id)

@@ -84,9 +84,12 @@ class Scheduler:
                 if self._stopped:
                     return
                 job = self._queue.popleft()
-                if job.cancelled:
+                # A future cancelled by its awaiter (asyncio.wrap_future does that when the
+                # LSP request is cancelled) must not run, and can no longer take a result.
+                if job.cancelled or not job.future.set_running_or_notify_cancel():
                     self.counters.superseded += 1
-                    job.future.set_exception(Cancelled())
+                    if not job.future.done():
+                        job.future.set_exception(Cancelled())
                     continue
                 self._running = job
             try:
@@ -110,7 +113,7 @@ class Scheduler:
             self._stopped = True
             for job in self._queue:
                 job.cancel()
-                if not job.future.done():
+                if job.future.set_running_or_notify_cancel():
                     job.future.set_exception(Cancelled())
             self._queue.clear()
             if self._running:

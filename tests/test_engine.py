@@ -91,3 +91,18 @@ def test_scheduler_supersedes_queued_and_running_jobs() -> None:
     assert scheduler.counters.superseded == 4
     assert scheduler.counters.completed == 2
     scheduler.stop()
+
+
+def test_a_future_cancelled_by_its_awaiter_never_kills_the_worker() -> None:
+    # asyncio.wrap_future cancels the concurrent future when the LSP request is cancelled;
+    # the worker used to die on set_exception(InvalidStateError) and hang every later request.
+    scheduler = Scheduler()
+    gate = threading.Event()
+    blocker = scheduler.submit(lambda c: gate.wait(5), key="a")
+    queued = scheduler.submit(lambda c: "never", key="b")
+    assert queued.future.cancel()
+    gate.set()
+    assert blocker.future.result(5) is True
+    assert scheduler.submit(lambda c: "alive", key="c").future.result(5) == "alive"
+    assert scheduler.counters.superseded == 1
+    scheduler.stop()

@@ -217,3 +217,40 @@ async def test_huge_and_binary_documents_stay_bounded(client: LanguageClient) ->
     rows = query(DATA_DIR, "SELECT length(prefix) AS n FROM requests WHERE uri = ?",
                  (huge_uri,))
     assert rows and rows[0]["n"] <= 3000
+
+
+async def test_cancel_request_stops_the_work(client: LanguageClient) -> None:
+    # A long prompt (about 2 s to evaluate here) so that the cancel arrives mid-work.
+    context = "".join(f"def f{i}(x):\n    return x * {i} + {i * 7} - {i % 5}\n\n"
+                      for i in range(80))
+    text = context + 'def cube(x):\n    """Return x to the third power."""\n    '
+    uri = open_document(client, text + "\n")
+    await inline(client, open_document(client, "x = 1\n"), end_of("x = 1"))  # model loaded
+    before = await command(client, "compilot.stats")
+    future = client.protocol.send_request(types.TEXT_DOCUMENT_INLINE_COMPLETION,
+                                          inline_params(uri, end_of(text)), msg_id="cancel-me")
+    await asyncio.sleep(0.3)
+    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="cancel-me"))
+    with pytest.raises(Exception, match="cancel"):
+        await asyncio.wait_for(asyncio.wrap_future(future), TIMEOUT)
+    for _ in range(100):  # the worker stops at its next check (between prompt batches)
+        after = await command(client, "compilot.stats")
+        if after["engine"]["aborted"] > before["engine"]["aborted"]:
+            break
+        await asyncio.sleep(0.1)
+    assert after["service"]["cancelled"] == before["service"]["cancelled"] + 1
+    assert after["engine"]["aborted"] == before["engine"]["aborted"] + 1
+    assert after["engine"]["generations"] == before["engine"]["generations"]
+
+
+async def test_did_change_configuration_applies(client: LanguageClient) -> None:
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"compilot": {"completion": {"candidates": 1, "maxTokens": 8}}}))
+    text = 'def negate(x):\n    """Return minus x."""\n    '
+    uri = open_document(client, text + "\n")
+    await inline(client, uri, end_of(text))
+    rows = query(DATA_DIR, "SELECT c.tokens FROM candidates c JOIN requests r "
+                 "ON r.id = c.request_id WHERE r.uri = ?", (uri,))
+    assert len(rows) == 1 and rows[0]["tokens"] <= 8
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"compilot": {"completion": {"candidates": 2, "maxTokens": 32}}}))
