@@ -83,14 +83,15 @@ class FimTokens:
 
 @dataclass(frozen=True, kw_only=True)
 class Sampling:
-    """How to sample the candidates of one request."""
+    """How to sample the candidates of one request (the defaults live in the settings:
+    ``CompletionService`` builds this from ``CompletionSettings``)."""
 
-    n: int = 1
-    max_tokens: int = 64
-    temperature: float = 0.6
-    top_k: int = 40
-    top_p: float = 0.95
-    seed: int = 0
+    n: int
+    max_tokens: int
+    temperature: float
+    top_k: int
+    top_p: float
+    seed: int
 
 
 def _check_gguf(path: Path) -> None:

@@ -11,6 +11,15 @@ import pytest
 from compilot.models import embedded_model_path
 from compilot.server.engine import Cancelled, Engine, ModelLoadError, Sampling
 from compilot.server.scheduler import Scheduler
+from compilot.settings import CompletionSettings
+
+
+def sampling(**changes: object) -> Sampling:
+    c = CompletionSettings()
+    values = dict(n=1, max_tokens=c.max_tokens, temperature=c.temperature, top_k=c.top_k,
+                  top_p=c.top_p, seed=c.seed)
+    return Sampling(**{**values, **changes})  # type: ignore[arg-type]
+
 
 PREFIX = 'def add(a, b):\n    """Return the sum of a and b."""\n'
 
@@ -26,9 +35,9 @@ def test_embedded_model_has_no_fim_and_prompt_is_prefix(engine: Engine) -> None:
 
 
 def test_candidates_have_log_probs_and_are_reproducible(engine: Engine) -> None:
-    sampling = Sampling(n=3, max_tokens=12, temperature=0.8, seed=7)
-    first = engine.generate(engine.prompt(PREFIX, "", 12), sampling, forced="    ")
-    again = engine.generate(engine.prompt(PREFIX, "", 12), sampling, forced="    ")
+    three = sampling(n=3, max_tokens=12, temperature=0.8, seed=7)
+    first = engine.generate(engine.prompt(PREFIX, "", 12), three, forced="    ")
+    again = engine.generate(engine.prompt(PREFIX, "", 12), three, forced="    ")
     assert [c.text for c in first] == [c.text for c in again]
     assert len(first) == 3
     for cand in first:
@@ -38,9 +47,9 @@ def test_candidates_have_log_probs_and_are_reproducible(engine: Engine) -> None:
 
 
 def test_a_keystroke_evaluates_only_new_tokens(engine: Engine) -> None:
-    engine.generate(engine.prompt(PREFIX + "    return a", "", 4), Sampling(max_tokens=4))
+    engine.generate(engine.prompt(PREFIX + "    return a", "", 4), sampling(max_tokens=4))
     before = engine.counters.prompt_tokens
-    engine.generate(engine.prompt(PREFIX + "    return a +", "", 4), Sampling(max_tokens=4))
+    engine.generate(engine.prompt(PREFIX + "    return a +", "", 4), sampling(max_tokens=4))
     evaluated = engine.counters.prompt_tokens - before
     assert 1 <= evaluated <= 2, evaluated
 
@@ -54,7 +63,7 @@ def test_cancel_stops_between_tokens(engine: Engine) -> None:
 
     aborted = engine.counters.aborted
     with pytest.raises(Cancelled):
-        engine.generate(engine.prompt(PREFIX, "", 32), Sampling(max_tokens=32),
+        engine.generate(engine.prompt(PREFIX, "", 32), sampling(max_tokens=32),
                         cancelled=cancelled)
     assert engine.counters.aborted == aborted + 1
 

@@ -39,3 +39,37 @@ def test_stdout_carries_only_lsp_frames() -> None:
     assert [f.get("id") for f in frames if "id" in f] == [1, 2]
     assert frames[0]["result"]["capabilities"]["inlineCompletionProvider"] is not None
     assert b"" != done.stderr  # the debug log went to stderr
+
+
+async def test_tcp_mode_serves_lsp() -> None:
+    import asyncio
+    import socket
+
+    from lsprotocol import types
+    from pygls.lsp.client import LanguageClient
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data_dir = fresh_data_dir()
+    env = {**os.environ, "COMPILOT_DATA_DIR": str(data_dir),
+           "COMPILOT_CONFIG": str(data_dir / "none.toml")}
+    server = subprocess.Popen([*SERVER, "--tcp", f"127.0.0.1:{port}"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    client = LanguageClient("tcp-test", "1")
+    try:
+        for _ in range(200):
+            try:
+                await client.start_tcp("127.0.0.1", port)
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        result = await asyncio.wait_for(client.initialize_async(types.InitializeParams(
+            capabilities=types.ClientCapabilities())), 60)
+        assert result.capabilities.inline_completion_provider is not None
+        await asyncio.wait_for(client.shutdown_async(None), 60)
+        client.exit(None)
+    finally:
+        await client.stop()
+        server.terminate()
+        server.wait(timeout=30)
