@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -58,27 +59,160 @@ def demo(
     asyncio.run(run_demo(size=size, seed=seed, max_tokens=max_tokens))
 
 
+STATS_SQL = """
+WITH accepted AS (
+    SELECT DISTINCT candidate_id AS id FROM events WHERE kind = 'accepted'
+), compiled AS (
+    SELECT candidate_id AS id,
+           max(stage = 'compile' AND introduced = 1 AND status IN ('syntax', 'type')) AS bad,
+           max(stage = 'compile') AS checked
+    FROM checks GROUP BY candidate_id
+), survived AS (
+    SELECT s.candidate_id AS id, s.share FROM survival s
+    WHERE s.id = (SELECT max(id) FROM survival WHERE candidate_id = s.candidate_id)
+)
+SELECT r.language, r.adapter,
+       count(*) AS shown,
+       count(a.id) AS accepted,
+       sum(a.id IS NOT NULL AND c.parsed = 1) AS accepted_parsed,
+       sum(a.id IS NOT NULL AND k.checked = 1) AS accepted_checked,
+       sum(a.id IS NOT NULL AND k.checked = 1 AND k.bad = 0) AS accepted_compiled,
+       avg(CASE WHEN a.id IS NOT NULL THEN v.share END) AS survival
+FROM candidates c
+JOIN requests r ON r.id = c.request_id
+LEFT JOIN accepted a ON a.id = c.id
+LEFT JOIN compiled k ON k.id = c.id
+LEFT JOIN survived v ON v.id = c.id
+WHERE c.shown = 1
+GROUP BY r.language, r.adapter
+ORDER BY r.language, r.adapter
+"""
+
+
+def _share(part: int | None, whole: int | None) -> str:
+    return f"{(part or 0) / whole:.0%}" if whole else "-"
+
+
 @app.command()
 def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """What the event store holds."""
+    """Acceptance, parse, compile and survival rates by language and adapter version."""
     from rich.table import Table
 
     from compilot.feedback.store import Store
 
     settings, _ = settings_mod.load()
     store = Store.in_dir(settings_mod.data_dir(settings))
-    counts = store.counts()
+    rows = [dict(row) for row in store.query(STATS_SQL)]
     if as_json:
-        print(json.dumps({"path": str(store.path), **counts}))
+        print(json.dumps({"path": str(store.path), "counts": store.counts(), "by": rows}))
         return
-    table = Table(title=f"compilot events ({store.path})")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    for key, value in counts.items():
-        table.add_row(key, str(value))
-    Console().print(table)
+    table = Table(title=f"compilot ({store.path})")
+    for column in ("language", "adapter", "shown", "accepted", "acceptance",
+                   "parse (accepted)", "compile (accepted)", "survival"):
+        table.add_column(column, justify="left" if column in ("language", "adapter")
+                         else "right")
+    for row in rows:
+        table.add_row(
+            row["language"], row["adapter"], str(row["shown"]), str(row["accepted"]),
+            _share(row["accepted"], row["shown"]),
+            _share(row["accepted_parsed"], row["accepted"]),
+            _share(row["accepted_compiled"], row["accepted_checked"]),
+            "-" if row["survival"] is None else f"{row['survival']:.0%}",
+        )
+    console = Console()
+    console.print(table)
+    counts = store.counts()
+    console.print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+@app.command()
+def check(
+    paths: Annotated[list[Path], typer.Argument(help="Files to check.", exists=True,
+                                                dir_okay=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds per compiler run.")] = 10.0,
+) -> None:
+    """Run compilot's syntax and compile checks on files; exit 1 when any file fails."""
+    from rich.table import Table
+
+    from compilot.feedback import checks
+    from compilot.feedback.watcher import read_text
+    from compilot.server.languages import language_for
+
+    results = []
+    for path in paths:
+        text = read_text(path)
+        language = language_for(None, path.as_uri()).id
+        if text is None:
+            results.append({"path": str(path), "language": language, "failed": True,
+                            "checks": [{"stage": "read", "status": "error", "tool": "",
+                                        "diagnostics": ["unreadable or over 10 MB"]}]})
+            continue
+        found = checks.check(text, language, timeout=timeout)
+        results.append({
+            "path": str(path), "language": language,
+            "failed": any(r.failed for r in found),
+            "checks": [{"stage": r.stage, "status": r.status, "tool": r.tool,
+                        "duration_ms": round(r.duration_ms, 1),
+                        "diagnostics": [f"{d.line + 1}:{d.column + 1}: {d.message}"
+                                        for d in r.diagnostics]} for r in found],
+        })
+    if as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        table = Table(title="compilot check")
+        for column in ("file", "stage", "status", "tool", "first diagnostic"):
+            table.add_column(column)
+        for result in results:
+            for r in result["checks"]:
+                table.add_row(result["path"], r["stage"], r["status"], r["tool"],
+                              (r["diagnostics"] or [""])[0][:80])
+        Console().print(table)
+    raise typer.Exit(1 if any(r["failed"] for r in results) else 0)
+
+
+@app.command()
+def export(
+    kind: Annotated[str, typer.Option(help="kto | dpo | sft | events")] = "kto",
+    fmt: Annotated[str, typer.Option("--format", help="parquet | jsonl | arrow")] = "parquet",
+    out: Annotated[Path, typer.Option(help="Folder to write the dataset to.")] = Path("dataset"),
+    since: Annotated[str | None, typer.Option(help="Only events since (ISO date).")] = None,
+    language: Annotated[str | None, typer.Option(help="Only this languageId.")] = None,
+    synthetic: Annotated[bool, typer.Option(help="DPO: synthetic negatives (runs the "
+                                                  "checker on each).")] = True,
+    push_to_hub: Annotated[str | None, typer.Option(help="Also push to this hub repo "
+                                                         "(needs a network).")] = None,
+) -> None:
+    """Export the collected compile-feedback data as a Hugging Face dataset with a card."""
+    import datasets as hf_datasets
+
+    from compilot.feedback import datasets as fd
+    from compilot.feedback import export as fe
+    from compilot.feedback.store import Store
+
+    hf_datasets.disable_progress_bars()
+    if fmt not in ("parquet", "jsonl", "arrow"):
+        raise typer.BadParameter(f"--format must be parquet, jsonl or arrow, not {fmt!r}")
+    try:
+        options = fd.DatasetOptions(kind=kind, since=fd.parse_since(since) if since else None,
+                                    language=language, synthetic=synthetic)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    settings, _ = settings_mod.load()
+    store = Store.in_dir(settings_mod.data_dir(settings))
+    dataset = fd.build(store, options)
+    summary = fd.summary(dataset)
+    paths = fe.export(dataset, out, fmt=fmt, options=options, summary=summary)
+    console = Console()
+    console.print(f"[bold]{kind}[/]: {summary['rows']} rows "
+                  + ", ".join(f"{split} {len(dataset[split])}" for split in dataset))
+    for path in paths:
+        console.print(f"  {path}")
+    if push_to_hub:
+        fe.push_to_hub(dataset, push_to_hub, card=(out / "README.md").read_text())
+        console.print(f"pushed to {push_to_hub}")
 
 
 @app.command()

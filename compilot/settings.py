@@ -73,12 +73,23 @@ class LoggingSettings:
 
 
 @dataclass(kw_only=True)
+class CheckSettings:
+    """How accepted completions are checked with the real toolchains."""
+
+    timeout_s: float = 10.0
+    """A compiler run longer than this is stopped and reported as 'timeout'."""
+    memory_mb: int = 1024
+    """Address-space limit of a compiler run."""
+
+
+@dataclass(kw_only=True)
 class Settings:
     """Everything compilot can be told."""
 
     model: ModelSettings = field(default_factory=ModelSettings)
     completion: CompletionSettings = field(default_factory=CompletionSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    checks: CheckSettings = field(default_factory=CheckSettings)
     data_dir: str | None = None
     """Where the event database and adapters live; empty means the XDG data dir."""
 

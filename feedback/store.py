@@ -6,6 +6,7 @@ same time and a crash loses at most the event in flight. Text is redacted before
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -58,6 +59,40 @@ MIGRATIONS: list[str] = [
         created_at      REAL NOT NULL
     );
     CREATE INDEX events_candidate ON events(candidate_id);
+    """,
+    # 2: compiler in the loop (issue 3): checks, survival of accepted text, user revisions
+    """
+    CREATE TABLE checks (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        candidate_id TEXT NOT NULL REFERENCES candidates(id),
+        stage        TEXT NOT NULL CHECK (stage IN ('syntax', 'compile')),
+        trigger      TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        tool         TEXT NOT NULL,
+        introduced   INTEGER NOT NULL,
+        diagnostics  TEXT NOT NULL,
+        duration_ms  REAL NOT NULL,
+        created_at   REAL NOT NULL
+    );
+    CREATE INDEX checks_candidate ON checks(candidate_id);
+    CREATE TABLE survival (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        candidate_id TEXT NOT NULL REFERENCES candidates(id),
+        at           TEXT NOT NULL,
+        share        REAL NOT NULL,
+        text         TEXT NOT NULL,
+        created_at   REAL NOT NULL
+    );
+    CREATE INDEX survival_candidate ON survival(candidate_id);
+    CREATE TABLE revisions (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        candidate_id TEXT NOT NULL REFERENCES candidates(id),
+        broken       TEXT NOT NULL,
+        fixed        TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        created_at   REAL NOT NULL
+    );
+    CREATE INDEX revisions_candidate ON revisions(candidate_id);
     """,
 ]
 
@@ -229,6 +264,34 @@ class Store:
         )])
         return True
 
+    def record_check(self, candidate_id: str, *, stage: str, trigger: str, status: str,
+                     tool: str, introduced: bool, diagnostics: Sequence[dict[str, object]],
+                     duration_ms: float) -> None:
+        """A syntax or compile check of an accepted candidate (diagnostics redacted)."""
+        self._write([(
+            "INSERT INTO checks (candidate_id, stage, trigger, status, tool, introduced, "
+            "diagnostics, duration_ms, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (candidate_id, stage, trigger, status, tool, int(introduced),
+             redact(json.dumps(list(diagnostics))), duration_ms, time.time()),
+        )])
+
+    def record_survival(self, candidate_id: str, *, at: str, share: float, text: str) -> None:
+        """How much of an accepted candidate's text is still there at ``at``."""
+        self._write([(
+            "INSERT INTO survival (candidate_id, at, share, text, created_at) "
+            "VALUES (?,?,?,?,?)",
+            (candidate_id, at, share, redact(text), time.time()),
+        )])
+
+    def record_revision(self, candidate_id: str, *, broken: str, fixed: str,
+                        status: str) -> None:
+        """The user's repair of a broken accepted candidate (SEED's minimal revision)."""
+        self._write([(
+            "INSERT INTO revisions (candidate_id, broken, fixed, status, created_at) "
+            "VALUES (?,?,?,?,?)",
+            (candidate_id, redact(broken), redact(fixed), status, time.time()),
+        )])
+
     def query(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
         """Read rows (for the CLI, reports and tests)."""
         with self._lock:
@@ -239,7 +302,7 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Rows per table and accepted/rejected events."""
         out = {}
-        for table in ("requests", "candidates", "events"):
+        for table in ("requests", "candidates", "events", "checks", "survival", "revisions"):
             out[table] = self.query(f"SELECT count(*) AS n FROM {table}")[0]["n"]
         for kind in EVENT_KINDS:
             rows = self.query("SELECT count(*) AS n FROM events WHERE kind = ?", (kind,))

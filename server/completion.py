@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -32,6 +33,7 @@ from compilot.settings import Settings
 log = logging.getLogger(__name__)
 
 BASE_ADAPTER = "base"
+IGNORE_FILE = ".compilotignore"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,16 @@ class Answer:
     """'model', 'cache' (an identical window answered before) or 'typed' (typed-through)."""
     latency_ms: float
     language: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a shown candidate would be inserted."""
+
+    uri: str
+    language: str
+    offset: int
+    text: str
 
 
 @dataclass
@@ -99,6 +111,36 @@ def uri_path(uri: str) -> str:
     return unquote(parsed.path) if parsed.scheme == "file" else uri
 
 
+@lru_cache(maxsize=256)
+def _ignore_file(folder: Path, mtime: float) -> tuple[str, ...]:
+    try:
+        lines = (folder / IGNORE_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ()
+    return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def _ignore_patterns(folder: Path) -> tuple[str, ...]:
+    """The globs of ``folder/.compilotignore`` (re-read when the file changes)."""
+    try:
+        mtime = (folder / IGNORE_FILE).stat().st_mtime
+    except OSError:
+        return ()
+    return _ignore_file(folder, mtime)
+
+
+def _matches(path: Path, pattern: str, root: Path | None) -> bool:
+    """gitignore-like: a pattern matches the name, the path below ``root``, or a folder."""
+    pattern = pattern.rstrip("/")
+    candidates = [path.name, str(path)]
+    if root is not None:
+        relative = path.relative_to(root)
+        candidates.append(str(relative))
+        candidates += [str(parent) for parent in relative.parents if str(parent) != "."]
+    return any(fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(c, pattern + "/*")
+               for c in candidates)
+
+
 class CompletionService:
     """Owns the engine (through the worker), the caches and the event log."""
 
@@ -117,6 +159,9 @@ class CompletionService:
         self._last: dict[str, _Last] = {}
         self._loaded: Future[object] | None = None
         self.last_raw: list[str] = []
+        """The model's unprocessed candidates of the last computed request (benchmarks)."""
+        self.placed = LRU(4096)
+        """candidate id -> Placement, for following an accepted candidate."""
         """The model's unprocessed candidates of the last computed request (benchmarks)."""
 
     # -- the model -------------------------------------------------------------------------
@@ -253,6 +298,8 @@ class CompletionService:
         ids = [uuid.uuid4().hex for _ in ranked]
         shown = [Shown(i, r.text, r.parsed, r.logprob) for i, r in zip(ids, ranked, strict=True)
                  if r.shown]
+        for item in shown:
+            self.placed.put(item.id, Placement(uri, language.id, offset, item.text))
         self._record(request_id, uri, language, line, character, win, latency, source, ranked,
                      ids)
         if not shown:
@@ -262,14 +309,18 @@ class CompletionService:
     # -- the event log ---------------------------------------------------------------------
 
     def _logged(self, uri: str) -> bool:
+        """Whether a file's completions may be recorded: logging on, and neither the setting
+        ``logging.ignore`` nor a ``.compilotignore`` in the file's folder or above matches."""
         if self.store is None or not self.settings.logging.enabled:
             return False
-        path = uri_path(uri)
-        name = Path(path).name
-        return not any(
-            fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(name, pattern)
-            for pattern in self.settings.logging.ignore
-        )
+        path = Path(uri_path(uri))
+        if any(_matches(path, pattern, None) for pattern in self.settings.logging.ignore):
+            return False
+        for folder in path.parents:
+            for pattern in _ignore_patterns(folder):
+                if _matches(path, pattern, folder):
+                    return False
+        return True
 
     def _record(self, request_id: str, uri: str, language: Language, line: int, character: int,
                 win: Window, latency: float, source: str, ranked: list[Ranked],

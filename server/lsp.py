@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from compilot import __version__
 from compilot import settings as settings_mod
+from compilot.feedback.monitor import CheckOptions, Monitor
 from compilot.feedback.store import Store, StoreError
+from compilot.feedback.watcher import Watcher
 from compilot.server.completion import Answer, CompletionService
 from compilot.server.positions import offset_at, word_before
 
@@ -20,9 +24,11 @@ log = logging.getLogger(__name__)
 ACCEPTED = "compilot.accepted"
 REJECTED = "compilot.rejected"
 STATS = "compilot.stats"
+SETTLE = "compilot.settle"
 # Notifications of Copilot's language server, so that clients written for it work unchanged.
 DID_SHOW = "textDocument/didShowCompletion"
 DID_PARTIALLY_ACCEPT = "textDocument/didPartiallyAcceptCompletion"
+TICK_SECONDS = 5.0
 
 
 class CompilotServer(LanguageServer):
@@ -33,7 +39,10 @@ class CompilotServer(LanguageServer):
                          text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
         self.settings, self.setting_problems = settings_mod.load()
         self.service: CompletionService | None = None
+        self.monitor: Monitor | None = None
+        self.watcher: Watcher | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._ticker: asyncio.Task[None] | None = None
 
     def tell(self, message: str, kind: types.MessageType = types.MessageType.Error) -> None:
         """Show ``message`` to the user, from any thread."""
@@ -57,7 +66,27 @@ class CompilotServer(LanguageServer):
                 self.tell(f"compilot: events are not recorded: {exc}")
         self.service = CompletionService(self.settings, store, on_error=self.tell)
         self.service.load()
+        self.monitor = Monitor(store, options=CheckOptions(
+            timeout=self.settings.checks.timeout_s, memory_mb=self.settings.checks.memory_mb))
+        try:
+            self.watcher = Watcher(self._on_disk_change)
+        except OSError as exc:  # inotify limits: follow editor events only
+            log.warning("not watching files on disk: %s", exc)
+        if self.loop is not None:
+            self._ticker = self.loop.create_task(self._tick())
         return self.service
+
+    async def _tick(self) -> None:
+        """Survival checkpoints (30 s, 2 min, 10 min after acceptance)."""
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            if self.monitor is not None:
+                self.monitor.tick()
+
+    def _on_disk_change(self, path: Path, text: str) -> None:
+        """From watchdog's thread: a followed file changed on disk."""
+        if self.loop is not None and self.monitor is not None:
+            self.loop.call_soon_threadsafe(self.monitor.disk_changed, path.as_uri(), text)
 
 
 server = CompilotServer()
@@ -181,9 +210,68 @@ def _candidate_id(args: tuple[Any, ...]) -> str | None:
 
 @server.command(ACCEPTED)
 def accepted(ls: CompilotServer, *args: Any) -> bool:
-    """The user accepted a candidate (inline item or completion item)."""
+    """The user accepted a candidate (inline item or completion item): record it, check it
+    (syntax now, compile in the background) and follow it through later edits."""
     cid = _candidate_id(args)
-    return bool(ls.service and cid and ls.service.event(cid, "accepted"))
+    if not (ls.service and cid and ls.service.event(cid, "accepted")):
+        return False
+    placed = ls.service.placed.get_fresh(cid)
+    if (ls.monitor is not None and placed is not None
+            and placed.uri in ls.workspace.text_documents):
+        document = ls.workspace.get_text_document(placed.uri).source
+        ls.monitor.accepted(cid, placed.uri, placed.language, document, placed.offset,
+                            placed.text)
+        path = _file_path(placed.uri)
+        if ls.watcher is not None and path is not None:
+            ls.watcher.watch(path)
+    return True
+
+
+def _file_path(uri: str) -> Path | None:
+    parsed = urlparse(uri)
+    return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+def did_change(ls: CompilotServer, params: types.DidChangeTextDocumentParams) -> None:
+    """Move followed completions with the edits (pygls has already applied them)."""
+    monitor, uri = ls.monitor, params.text_document.uri
+    if monitor is None or not monitor.follows(uri):
+        return
+    for change in params.content_changes:
+        mirror = monitor.mirror(uri)
+        if mirror is None:
+            return
+        if isinstance(change, types.TextDocumentContentChangePartial):
+            start = offset_at(mirror, change.range.start.line, change.range.start.character)
+            end = offset_at(mirror, change.range.end.line, change.range.end.character)
+            if start is None or end is None:
+                monitor.replaced(uri, ls.workspace.get_text_document(uri).source)
+                return
+            monitor.changed(uri, start, end, change.text)
+        else:
+            monitor.replaced(uri, change.text)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+def did_save(ls: CompilotServer, params: types.DidSaveTextDocumentParams) -> None:
+    """Re-check followed completions in the saved file."""
+    uri = params.text_document.uri
+    if ls.monitor is not None and ls.monitor.follows(uri):
+        document = (ls.workspace.get_text_document(uri).source
+                    if uri in ls.workspace.text_documents else None)
+        ls.monitor.saved(uri, document)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+def did_close(ls: CompilotServer, params: types.DidCloseTextDocumentParams) -> None:
+    """Last survival record and re-check; stop following the file."""
+    uri = params.text_document.uri
+    if ls.monitor is not None and ls.monitor.follows(uri):
+        ls.monitor.closed(uri)
+        path = _file_path(uri)
+        if ls.watcher is not None and path is not None:
+            ls.watcher.forget(path)
 
 
 @server.command(REJECTED)
@@ -191,6 +279,14 @@ def rejected(ls: CompilotServer, *args: Any) -> bool:
     """The user dismissed a candidate."""
     cid = _candidate_id(args)
     return bool(ls.service and cid and ls.service.event(cid, "rejected"))
+
+
+@server.command(SETTLE)
+async def settle(ls: CompilotServer, *args: Any) -> bool:
+    """Wait until queued checks have run (tests and the demo use it to read the store)."""
+    if ls.monitor is not None:
+        await asyncio.get_running_loop().run_in_executor(None, ls.monitor.wait)
+    return True
 
 
 @server.command(STATS)
@@ -230,6 +326,12 @@ def did_partially_accept(ls: CompilotServer, params: Any) -> None:
 @server.feature(types.SHUTDOWN)
 def shutdown(ls: CompilotServer, params: None) -> None:
     """Stop the worker and close the store."""
+    if ls._ticker is not None:
+        ls._ticker.cancel()
+    if ls.watcher is not None:
+        ls.watcher.stop()
+    if ls.monitor is not None:
+        ls.monitor.close()
     if ls.service is not None:
         ls.service.close()
         ls.service = None

@@ -11,7 +11,13 @@ import pytest
 
 from compilot import settings as settings_mod
 from compilot.feedback.redact import PLACEHOLDER, redact
-from compilot.feedback.store import MIGRATIONS, CandidateRecord, RequestRecord, Store
+from compilot.feedback.store import (
+    MIGRATIONS,
+    CandidateRecord,
+    RequestRecord,
+    Store,
+    StoreError,
+)
 
 
 def request(rid: str = "r1", prefix: str = "x = ") -> RequestRecord:
@@ -121,3 +127,34 @@ def test_settings_layers_and_bad_values(tmp_path: Path) -> None:
     config.write_text("[completion\n")
     settings, problems = settings_mod.load(path=config)
     assert settings == settings_mod.Settings() and "not a readable TOML" in problems[0]
+
+
+def test_migration_keeps_earlier_data(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "events.db")
+    for statement in filter(str.strip, MIGRATIONS[0].split(";")):
+        db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    db.execute("INSERT INTO requests VALUES ('r0', 0, 'u', 'python', 0, 0, 'p', 's', 1, 'm', "
+               "'base', 'model')")
+    db.commit()
+    db.close()
+    store = Store.in_dir(tmp_path)
+    assert store.schema_version == len(MIGRATIONS) >= 2
+    assert store.counts()["requests"] == 1
+    store.record_request(request(), [candidate()])
+    store.record_check("c1", stage="compile", trigger="accept", status="type", tool="gcc",
+                       introduced=True, diagnostics=[{"line": 0, "message": "AKIA" + "X" * 16}],
+                       duration_ms=3.0)
+    store.record_survival("c1", at="30s", share=0.5, text="x")
+    store.record_revision("c1", broken="x(", fixed="x()", status="ok")
+    counts = store.counts()
+    assert (counts["checks"], counts["survival"], counts["revisions"]) == (1, 1, 1)
+    assert "AKIA" not in store.query("SELECT diagnostics FROM checks")[0][0]
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "events.db")
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store.in_dir(tmp_path)

@@ -1,0 +1,66 @@
+"""The `compilot` command: check, stats, export (as a user runs them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compilot.feedback.store import CandidateRecord, RequestRecord, Store
+
+CLI = [sys.executable, "-m", "compilot"]
+
+
+def run(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COMPILOT_DATA_DIR": str(data_dir),
+           "COMPILOT_CONFIG": str(data_dir / "none.toml"), "HF_DATASETS_OFFLINE": "1",
+           "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "code"),
+    [
+        pytest.param("ok.py", "def f(a):\n    return a\n", 0, id="python-ok"),
+        pytest.param("bad.py", "def f(a:\n    return a\n", 1, id="python-syntax"),
+        pytest.param("bad.c", "int f(void) { return y; }\n", 1, id="c-type"),
+    ],
+)
+def test_check_exit_status(tmp_path: Path, name: str, source: str, code: int) -> None:
+    path = tmp_path / name
+    path.write_text(source)
+    done = run("check", "--json", str(path), data_dir=tmp_path)
+    assert done.returncode == code, done.stderr
+    result = json.loads(done.stdout)[0]
+    assert result["failed"] is bool(code)
+
+
+def test_stats_and_export(tmp_path: Path) -> None:
+    store = Store.in_dir(tmp_path)
+    store.record_request(
+        RequestRecord(id="r", uri="file:///p/a.py", language="python", line=1, character=4,
+                      prefix="def f(a):\n    ", suffix="\n", latency_ms=5, model="m",
+                      adapter="base", source="model"),
+        [CandidateRecord(id="c", rank=0, text="return a(", raw="return a(", logprob=-1,
+                         tokens=3, parsed=False)])
+    store.record_event("c", "accepted")
+    store.record_check("c", stage="compile", trigger="accept", status="syntax", tool="python",
+                       introduced=True, diagnostics=[], duration_ms=1)
+    store.record_revision("c", broken="return a(", fixed="return a()", status="ok")
+    store.close()
+    stats = json.loads(run("stats", "--json", data_dir=tmp_path).stdout)
+    assert stats["by"][0]["accepted"] == 1 and stats["counts"]["revisions"] == 1
+    out = tmp_path / "sft"
+    done = run("export", "--kind", "sft", "--format", "jsonl", "--out", str(out),
+               data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for split in out.glob("*.jsonl")
+            for line in split.read_text().splitlines()]
+    assert [r["completion"] for r in rows] == ["return a()"]
+    assert (out / "README.md").exists()
+    assert run("export", "--kind", "nonsense", "--out", str(out),
+               data_dir=tmp_path).returncode != 0
