@@ -222,7 +222,13 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    from compilot.feedback.store import StoreError
+
+    try:
+        app()
+    except StoreError as exc:
+        err.print(f"[red]compilot:[/] {exc}")
+        raise SystemExit(2) from exc
 
 
 if __name__ == "__main__":

@@ -139,22 +139,29 @@ class RequestRecord:
 class Store:
     """A thread-safe handle on the event database."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, recover: bool = False) -> None:
         self.path = path
         self.recovered_from: Path | None = None
         self._lock = threading.Lock()
-        self._db = self._open(path)
+        self._db = self._open(path, recover)
 
     @classmethod
-    def in_dir(cls, data_dir: Path) -> Store:
-        """The store in ``data_dir`` (created, owner-only, when missing)."""
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return cls(data_dir / DB_NAME)
+    def in_dir(cls, data_dir: Path, *, recover: bool = False) -> Store:
+        """The store in ``data_dir`` (created, owner-only, when missing).
 
-    def _open(self, path: Path) -> sqlite3.Connection:
+        A damaged database raises StoreError naming the file; with ``recover`` (the server,
+        which must keep working) it is moved aside, kept, and a new one started.
+        """
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return cls(data_dir / DB_NAME, recover=recover)
+
+    def _open(self, path: Path, recover: bool) -> sqlite3.Connection:
         try:
             return self._connect(path)
         except sqlite3.DatabaseError as exc:
+            if not recover:
+                raise StoreError(f"event database {path} is damaged ({exc}); move it aside "
+                                 "or restore it from a backup") from exc
             # A damaged file is kept beside the new one, never deleted: nothing is lost.
             aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
             try:

@@ -57,7 +57,7 @@ class CompilotServer(LanguageServer):
         store = None
         if self.settings.logging.enabled:
             try:
-                store = Store.in_dir(settings_mod.data_dir(self.settings))
+                store = Store.in_dir(settings_mod.data_dir(self.settings), recover=True)
                 if store.recovered_from is not None:
                     self.tell(f"compilot: the event database was damaged; it was kept as "
                               f"{store.recovered_from} and a new one started at {store.path}",

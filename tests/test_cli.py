@@ -64,3 +64,12 @@ def test_stats_and_export(tmp_path: Path) -> None:
     assert (out / "README.md").exists()
     assert run("export", "--kind", "nonsense", "--out", str(out),
                data_dir=tmp_path).returncode != 0
+
+
+def test_damaged_database_is_reported_not_replaced(tmp_path: Path) -> None:
+    damaged = b"\x00garbage" * 500
+    (tmp_path / "events.db").write_bytes(damaged)
+    done = run("stats", data_dir=tmp_path)
+    assert done.returncode == 2
+    assert "damaged" in done.stderr and "events.db" in done.stderr
+    assert (tmp_path / "events.db").read_bytes() == damaged

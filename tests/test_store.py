@@ -56,9 +56,17 @@ def test_secrets_never_reach_the_store(tmp_path: Path) -> None:
     assert PLACEHOLDER in dump
 
 
-def test_damaged_database_is_kept_aside(tmp_path: Path) -> None:
+def test_damaged_database_is_an_error_naming_it(tmp_path: Path) -> None:
+    damaged = b"this is not sqlite" * 100
+    (tmp_path / "events.db").write_bytes(damaged)
+    with pytest.raises(StoreError, match=str(tmp_path / "events.db")):
+        Store.in_dir(tmp_path)
+    assert (tmp_path / "events.db").read_bytes() == damaged  # never created over it
+
+
+def test_server_keeps_a_damaged_database_aside(tmp_path: Path) -> None:
     (tmp_path / "events.db").write_bytes(b"this is not sqlite" * 100)
-    store = Store.in_dir(tmp_path)
+    store = Store.in_dir(tmp_path, recover=True)
     assert store.recovered_from is not None and store.recovered_from.exists()
     assert store.recovered_from.read_bytes().startswith(b"this is not sqlite")
     store.record_request(request(), [candidate()])
