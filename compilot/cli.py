@@ -142,7 +142,7 @@ def check(
     from compilot.server.languages import language_for
 
     results = []
-    for path in paths:
+    for path in (p.resolve() for p in paths):
         text = read_text(path)
         language = language_for(None, path.as_uri()).id
         if text is None:
@@ -195,12 +195,15 @@ def export(
     hf_datasets.disable_progress_bars()
     if fmt not in ("parquet", "jsonl", "arrow"):
         raise typer.BadParameter(f"--format must be parquet, jsonl or arrow, not {fmt!r}")
+    settings, _ = settings_mod.load()
+    ds = settings.datasets
     try:
-        options = fd.DatasetOptions(kind=kind, since=fd.parse_since(since) if since else None,
-                                    language=language, synthetic=synthetic)
+        options = fd.DatasetOptions(
+            kind=kind, since=fd.parse_since(since) if since else None, language=language,
+            synthetic=synthetic, include_rejected_compiling=ds.include_rejected_compiling,
+            survival_threshold=ds.survival_threshold, held_out=ds.held_out)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    settings, _ = settings_mod.load()
     store = Store.in_dir(settings_mod.data_dir(settings))
     dataset = fd.build(store, options)
     summary = fd.summary(dataset)
@@ -208,6 +211,9 @@ def export(
     console = Console()
     console.print(f"[bold]{kind}[/]: {summary['rows']} rows "
                   + ", ".join(f"{split} {len(dataset[split])}" for split in dataset))
+    for key, value in summary.items():
+        if key.startswith("by_") or key in ("balance", "time_range"):
+            console.print(f"  {key}: {value}")
     for path in paths:
         console.print(f"  {path}")
     if push_to_hub:

@@ -83,6 +83,18 @@ class CheckSettings:
 
 
 @dataclass(kw_only=True)
+class DatasetSettings:
+    """How training data is built from the event store."""
+
+    include_rejected_compiling: bool = False
+    """KTO: label rejected completions that compile as undesirable (left out by default)."""
+    survival_threshold: float = 0.5
+    """Share of an accepted completion that must survive for it to count as desirable."""
+    held_out: float = 0.1
+    """Share of files (never rows) kept for evaluation."""
+
+
+@dataclass(kw_only=True)
 class Settings:
     """Everything compilot can be told."""
 
@@ -90,6 +102,7 @@ class Settings:
     completion: CompletionSettings = field(default_factory=CompletionSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     checks: CheckSettings = field(default_factory=CheckSettings)
+    datasets: DatasetSettings = field(default_factory=DatasetSettings)
     data_dir: str | None = None
     """Where the event database and adapters live; empty means the XDG data dir."""
 

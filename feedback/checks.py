@@ -24,7 +24,7 @@ from pyflakes import messages as pyflakes_messages
 from tree_sitter import Query, QueryCursor, Tree
 
 # One source of truth for "accepted empty by the grammar, rejected by the compiler".
-from compilot.feedback.syntax import _MUST_NOT_BE_EMPTY, parser_for
+from compilot.feedback.syntax import MUST_NOT_BE_EMPTY, parser_for
 from compilot.server.languages import language_for
 
 STATUSES = ("ok", "syntax", "type", "unresolved", "timeout", "toolchain_missing", "error")
@@ -148,7 +148,7 @@ def _since(started: float) -> float:
 
 @cache
 def _empty_query(grammar: str) -> Query | None:
-    types, parser = _MUST_NOT_BE_EMPTY.get(grammar), parser_for(grammar)
+    types, parser = MUST_NOT_BE_EMPTY.get(grammar), parser_for(grammar)
     if not types or parser is None or parser.language is None:
         return None
     return Query(parser.language, " ".join(f"({t}) @node" for t in sorted(types)))

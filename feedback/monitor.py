@@ -1,10 +1,11 @@
 """After acceptance: check the completion, follow it, record survival and the user's repair.
 
-On accept the syntax check runs at once and the compile check on a background thread (never
-delaying completions); both blame the completion only for what it introduced (the file is
-checked with and without it). Later saves, closes and changes on disk re-check files that hold
-followed completions; a completion that broke the code and that the user then edits into code
-that compiles yields a revision (broken, fixed): the minimal repair SEED trains on.
+On accept the syntax check runs at once and then the compile check, both on a background
+thread (never delaying completions); both blame the completion only for what it introduced
+(the file is checked with and without it). Later saves, closes and changes on disk re-check
+files that hold followed completions; a completion that broke the code and that the user then
+edits into code that compiles yields a revision (broken, fixed): the minimal repair SEED
+trains on.
 """
 
 from __future__ import annotations
@@ -58,11 +59,19 @@ class Monitor:
             self.regions.setdefault(uri, []).append(region)
             self.texts[uri] = document
         before = region.without(document)
-        syntax = checks.blame(before, document, language, stage="syntax")
+        # Syntax first, then compile, on the checks thread: the LSP loop never waits for them.
+        self._pool.submit(self._syntax, region, before, document)
+        return self._pool.submit(self._compile, region, before, document, "accept")
+
+    def _syntax(self, region: Region, before: str, after: str) -> None:
+        try:
+            syntax = checks.blame(before, after, region.language, stage="syntax")
+        except Exception:  # noqa: BLE001
+            log.exception("syntax check of %s failed", region.candidate_id)
+            return
         self._record(region, syntax, "accept")
         if syntax.introduced:
             region.broken = syntax.result.status
-        return self._pool.submit(self._compile, region, before, document, "accept")
 
     def changed(self, uri: str, start: int, end: int, new_text: str) -> None:
         """An edit in the editor: [start, end) of the mirror replaced by ``new_text``."""

@@ -16,7 +16,7 @@ _local = threading.local()
 
 # Nodes that a grammar accepts empty but the language's compiler does not: tree-sitter-python
 # parses ``if a:`` with nothing after it as an if_statement with an empty block.
-_MUST_NOT_BE_EMPTY = {"python": frozenset({"block"})}
+MUST_NOT_BE_EMPTY = {"python": frozenset({"block"})}
 
 
 @cache
@@ -79,7 +79,7 @@ class Splicer:
     def __init__(self, parser: Parser, source: bytes, offset: int,
                  grammar: str | None = None) -> None:
         self.parser = parser
-        self.non_empty = _MUST_NOT_BE_EMPTY.get(grammar or "", frozenset())
+        self.non_empty = MUST_NOT_BE_EMPTY.get(grammar or "", frozenset())
         self.source = source
         self.offset = offset
         self.tree = parser.parse(source)

@@ -15,11 +15,13 @@ from compilot.feedback.store import CandidateRecord, RequestRecord, Store
 CLI = [sys.executable, "-m", "compilot"]
 
 
-def run(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+def run(*args: str, data_dir: Path, cwd: Path | None = None
+        ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COMPILOT_DATA_DIR": str(data_dir),
            "COMPILOT_CONFIG": str(data_dir / "none.toml"), "HF_DATASETS_OFFLINE": "1",
            "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=cwd)
 
 
 @pytest.mark.parametrize(
@@ -33,7 +35,7 @@ def run(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
 def test_check_exit_status(tmp_path: Path, name: str, source: str, code: int) -> None:
     path = tmp_path / name
     path.write_text(source)
-    done = run("check", "--json", str(path), data_dir=tmp_path)
+    done = run("check", "--json", name, data_dir=tmp_path, cwd=tmp_path)  # a relative path
     assert done.returncode == code, done.stderr
     result = json.loads(done.stdout)[0]
     assert result["failed"] is bool(code)
