@@ -27,6 +27,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/latency.py
 	$(PY) bench/parse_rate.py
+	$(PY) bench/checks.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
