@@ -92,6 +92,8 @@ async def run_demo(*, size: int, seed: int, max_tokens: int) -> None:
                 t0 = time.perf_counter()
                 await inline(client, uri, line, character)
                 cached.append((time.perf_counter() - t0) * 1000)
+            await client.workspace_execute_command_async(types.ExecuteCommandParams(
+                command="compilot.settle", arguments=[]))  # the compile checks of the accepts
             stats = await client.workspace_execute_command_async(types.ExecuteCommandParams(
                 command="compilot.stats", arguments=[]))
         finally:
