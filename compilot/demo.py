@@ -78,14 +78,24 @@ async def run_demo(*, size: int, seed: int, max_tokens: int) -> None:
                 table.add_row(task.name, f"{ms:.0f}", str(len(result.items)),
                               text.strip().split("\n")[0][:60])
                 if top is not None and top.command is not None:
+                    # As an editor does: insert the item, then run its command.
+                    at = types.Position(line=line, character=character)
+                    client.text_document_did_change(types.DidChangeTextDocumentParams(
+                        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+                        content_changes=[types.TextDocumentContentChangePartial(
+                            range=types.Range(start=at, end=at), text=text)]))
                     await client.workspace_execute_command_async(types.ExecuteCommandParams(
                         command=top.command.command, arguments=top.command.arguments))
                     accepted += 1
             console.print(table)
 
-            # The same position again: answered from the LRU cache.
-            task = tasks[-1]
-            uri = (Path(workdir) / f"{len(tasks) - 1:02d}_{Path(task.path).name}").as_uri()
+            # The first file again, as a new document: the same window is answered from the
+            # LRU cache, without the model.
+            task = tasks[0]
+            uri = (Path(workdir) / "again.py").as_uri()
+            client.text_document_did_open(types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1,
+                                                     text=task.document)))
             line, character = task.cursor
             cached = []
             for _ in range(5):
