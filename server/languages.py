@@ -59,14 +59,24 @@ _EXTENSIONS = {
 }
 
 
+# More languages with syntax checks only (no stop rules or compiler): LSP languageId -> pack
+# grammar. An allowlist, not "whatever the pack has": some of the pack's grammars never return
+# on ordinary input (cobol on "x" was seen to hang) and py-tree-sitter 0.26 has no parse
+# timeout. Each entry is exercised by tests/test_syntax.py.
+SYNTAX_ONLY = {"ruby": "ruby", "php": "php", "lua": "lua", "shellscript": "bash",
+               "kotlin": "kotlin", "csharp": "csharp"}
+
+
 def language_for(language_id: str | None, uri: str = "") -> Language:
     """The language of a document: its languageId, else its file extension.
 
-    An unknown language gets no grammar: completions are still offered, unranked by syntax.
+    A few more languages get tree-sitter syntax checks only (SYNTAX_ONLY); any other language
+    gets no grammar: completions are still offered, unranked by syntax.
     """
     if language_id and language_id in _LANGUAGES:
         return _LANGUAGES[language_id]
     by_ext = _EXTENSIONS.get(PurePosixPath(uri).suffix.lower())
-    if by_ext:
+    if by_ext and not language_id:
         return _LANGUAGES[by_ext]
-    return Language(language_id or "plaintext", None, blocks="braces", comment="")
+    name = language_id or "plaintext"
+    return Language(name, SYNTAX_ONLY.get(name), blocks="braces", comment="")

@@ -82,3 +82,20 @@ def test_rank_without_grammar_keeps_log_prob_order() -> None:
                   language=language_for("plaintext"))
     assert [r.text for r in ranked] == ["a", "b"]
     assert all(r.parsed is None for r in ranked)
+
+
+@pytest.mark.parametrize(("language_id", "source", "status"), [
+    pytest.param("ruby", "def f(a)\n  a + 1\nend\n", "ok", id="ruby-ok"),
+    pytest.param("ruby", "def f(a\n  a +\n", "syntax", id="ruby-broken"),
+    pytest.param("shellscript", "if [ -f x ]; then echo hi; fi\n", "ok", id="bash-ok"),
+    pytest.param("plaintext", "anything at all", "toolchain_missing", id="no-grammar"),
+    pytest.param("cobol", "x", "toolchain_missing", id="not-allowlisted"),
+    *[pytest.param(lang, "x = 1\n", None, id=f"{lang}-terminates")
+      for lang in ("php", "lua", "kotlin", "csharp")],
+])
+def test_any_language_in_the_pack_gets_syntax_checks(language_id: str, source: str,
+                                                     status: str) -> None:
+    from compilot.feedback.checks import check_syntax
+
+    result = check_syntax(source, language_id)
+    assert result.status == status or (status is None and result.tool.startswith("tree-sitter "))
