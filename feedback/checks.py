@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import resource
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -177,9 +179,33 @@ def _tree_diagnostics(tree: Tree, data: bytes, grammar: str) -> list[Diagnostic]
     return sorted(found, key=lambda d: (d.line, d.column))
 
 
+# Grammars outside the vetted languages run in a child process: some of the pack's grammars
+# never return on ordinary input, and py-tree-sitter 0.26 has no parse timeout.
+UNVETTED_TIMEOUT = 5.0
+
+
+def _unvetted_syntax(source: str, grammar: str, started: float) -> CheckResult:
+    tool = f"tree-sitter {grammar} (subprocess)"
+    with tempfile.TemporaryDirectory(prefix="compilot-syntax-") as tmp:
+        path = Path(tmp) / "source"
+        path.write_bytes(_encode(source))
+        done = run_limited([sys.executable, "-m", "compilot.feedback.checks", grammar,
+                            str(path)], cwd=Path(tmp), timeout=UNVETTED_TIMEOUT, memory_mb=1024)
+    if done.timed_out:
+        return CheckResult("syntax", "timeout", tool, (), _since(started))
+    try:
+        found = [Diagnostic(*row) for row in json.loads(done.output.splitlines()[-1])]
+    except (ValueError, IndexError, TypeError):
+        return CheckResult("syntax", "error", tool, (Diagnostic(0, 0, done.output[-300:]),),
+                           _since(started))
+    return CheckResult("syntax", _status(found), tool, tuple(found), _since(started))
+
+
 def _syntax(source: str, language_id: str) -> CheckResult:
     started = time.perf_counter()
     grammar = language_for(language_id).grammar
+    if grammar is None and language_id and parser_for(language_id) is not None:
+        return _unvetted_syntax(source, language_id, started)
     parser = parser_for(grammar) if grammar else None
     if grammar is None or parser is None:
         return CheckResult("syntax", "toolchain_missing", "tree-sitter", (), _since(started))
@@ -493,3 +519,16 @@ def blame(before: str, after: str, language_id: str, *, stage: str = "compile",
         else:
             new.append(d)
     return Blame(_shown(now), any(d.kind in _FAILING for d in new), tuple(new[:_SHOWN]))
+
+
+def _child_syntax(grammar: str, path: str) -> None:
+    """``python -m compilot.feedback.checks GRAMMAR FILE``: diagnostics as one JSON line."""
+    parser = parser_for(grammar)
+    assert parser is not None
+    data = Path(path).read_bytes()
+    found = _tree_diagnostics(parser.parse(data), data, grammar)
+    print(json.dumps([[d.line, d.column, d.message, d.kind] for d in found]))
+
+
+if __name__ == "__main__":
+    _child_syntax(sys.argv[1], sys.argv[2])
