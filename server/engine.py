@@ -134,12 +134,42 @@ class Engine:
         self._texts = [self.llm.detokenize([i]).decode("utf-8", errors="replace")
                        for i in range(self.n_vocab)]
         self._allowed_cache: dict[str, np.ndarray] = {}
+        self._adapter = None  # llama_adapter_lora_p of the adapter being applied
+        self.adapter_path: Path | None = None
 
     def _fim_tokens(self) -> FimTokens | None:
         cpp = self._llama_cpp
         ids = (cpp.llama_vocab_fim_pre(self._vocab), cpp.llama_vocab_fim_suf(self._vocab),
                cpp.llama_vocab_fim_mid(self._vocab))
         return FimTokens(*ids) if all(i >= 0 for i in ids) else None
+
+    # -- adapters --------------------------------------------------------------------------
+
+    def set_adapter(self, path: Path | None, scale: float = 1.0) -> None:
+        """Apply the GGUF LoRA adapter at ``path`` (None: the base alone), without reloading
+        the base model. Call between requests (on the worker). The KV cache is dropped: it
+        was computed under the previous adapter."""
+        cpp = self._llama_cpp
+        ctx = self.llm._ctx.ctx
+        new = None
+        if path is not None:
+            _check_gguf(path)
+            new = cpp.llama_adapter_lora_init(self.llm._model.model, str(path).encode())
+            if not new:
+                raise ModelLoadError(f"llama.cpp could not load the LoRA adapter {path}")
+            adapters = (cpp.llama_adapter_lora_p_ctypes * 1)(new)
+            scales = (ctypes.c_float * 1)(scale)
+            status = cpp.llama_set_adapters_lora(ctx, adapters, 1, scales)
+        else:
+            status = cpp.llama_set_adapters_lora(ctx, None, 0, None)
+        if status != 0:
+            if new:
+                cpp.llama_adapter_lora_free(new)
+            raise ModelLoadError(f"llama.cpp refused the LoRA adapter {path} (status {status})")
+        if self._adapter:
+            cpp.llama_adapter_lora_free(self._adapter)
+        self._adapter, self.adapter_path = new, path
+        self.llm.n_tokens = 0  # the next prompt is evaluated afresh under the new weights
 
     # -- prompts ---------------------------------------------------------------------------
 

@@ -244,3 +244,22 @@ def test_refuses_what_llama_cpp_cannot_apply(tmp_path: Path, base_gguf: Path, co
         peft_to_gguf(adapter, base_gguf, out)
     assert not out.exists()
     assert list(tmp_path.glob(".out.gguf-*")) == []  # no temporary file left behind
+
+
+def test_engine_swaps_the_adapter_live(base_gguf: Path, adapter_gguf: Path,
+                                       lora_llm: Llama, prompt_ids: list[list[int]]) -> None:
+    """The serving engine applies the converted adapter without reloading the base, gives what
+    llama.cpp gives with the adapter loaded at start, and swaps back to the base."""
+    from compilot.server.engine import Engine, Sampling
+
+    engine = Engine(base_gguf, n_ctx=512)
+    greedy = Sampling(n=1, max_tokens=8, temperature=0.0, top_k=1, top_p=1.0, seed=0)
+    ids = prompt_ids[0]
+    base_text = engine.generate(ids, greedy)[0].text
+    engine.set_adapter(adapter_gguf)
+    swapped = engine.generate(ids, greedy)[0].text
+    _, expected_ids = llama_greedy(lora_llm, ids)
+    expected = lora_llm.detokenize(expected_ids[:8]).decode("utf-8", errors="replace")
+    assert swapped == expected[: len(swapped)] and swapped != base_text
+    engine.set_adapter(None)
+    assert engine.generate(ids, greedy)[0].text == base_text
