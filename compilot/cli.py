@@ -221,6 +221,60 @@ def export(
         console.print(f"pushed to {push_to_hub}")
 
 
+adapters_app = typer.Typer(help="Versioned LoRA adapters: list, promote, roll back.",
+                           no_args_is_help=True)
+app.add_typer(adapters_app, name="adapters")
+
+
+def _registry():  # noqa: ANN202 - compilot.training.registry.Registry
+    from compilot.training.registry import Registry
+
+    settings, _ = settings_mod.load()
+    return Registry(settings_mod.data_dir(settings) / "adapters")
+
+
+@adapters_app.command("list")
+def adapters_list() -> None:
+    """Every adapter version with its status and evaluation."""
+    from rich.table import Table
+
+    registry = _registry()
+    current = registry.current()
+    table = Table(title=f"adapters ({registry.root}); serving: {current}")
+    for column in ("version", "status", "method", "parent", "data", "evaluation"):
+        table.add_column(column)
+    for info in registry.versions():
+        mark = " *" if info.version == current else ""
+        table.add_row(info.version + mark, info.status, info.method, info.parent,
+                      json.dumps(info.data), json.dumps(info.evaluation))
+    Console().print(table)
+
+
+@adapters_app.command("promote")
+def adapters_promote(version: str) -> None:
+    """Serve VERSION (the running server swaps to it)."""
+    from compilot.training.registry import RegistryError
+
+    try:
+        _registry().promote(version)
+    except RegistryError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    print(f"serving {version}")
+
+
+@adapters_app.command("rollback")
+def adapters_rollback() -> None:
+    """Serve what was serving before the current adapter."""
+    from compilot.training.registry import RegistryError
+
+    try:
+        previous = _registry().rollback()
+    except RegistryError as exc:
+        err.print(f"[red]compilot:[/] {exc}")
+        raise typer.Exit(1) from exc
+    print(f"serving {previous}")
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

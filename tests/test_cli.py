@@ -75,3 +75,20 @@ def test_damaged_database_is_reported_not_replaced(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "damaged" in done.stderr and "events.db" in done.stderr
     assert (tmp_path / "events.db").read_bytes() == damaged
+
+
+def test_adapters_commands(tmp_path: Path) -> None:
+    from compilot.training.registry import AdapterInfo, Registry
+
+    registry = Registry(tmp_path / "adapters")
+    staging = registry.staging()
+    (staging / "adapter.gguf").write_bytes(b"GGUF")
+    registry.add(staging, AdapterInfo(version="v1", method="dpo", parent="base"))
+    assert run("adapters", "promote", "v1", data_dir=tmp_path).returncode == 0
+    assert registry.current() == "v1"
+    listed = run("adapters", "list", data_dir=tmp_path)
+    assert "v1 *" in listed.stdout and "promoted" in listed.stdout
+    assert run("adapters", "promote", "nope", data_dir=tmp_path).returncode != 0
+    assert run("adapters", "rollback", data_dir=tmp_path).returncode == 0
+    assert registry.current() == "base"
+    assert run("adapters", "rollback", data_dir=tmp_path).returncode == 1
