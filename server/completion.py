@@ -187,6 +187,25 @@ class CompletionService:
         self._loaded = self.scheduler.submit(work).future
         return self._loaded
 
+    def use_adapter(self, version: str, path: Path | None) -> Future[object]:
+        """Swap to the LoRA adapter ``version`` (``path`` None: the base) between requests,
+        without reloading the base model; a bad adapter keeps the current one and says so."""
+
+        def work(_cancelled: Callable[[], bool]) -> None:
+            if self.engine is None or version == self.adapter:
+                return
+            try:
+                self.engine.set_adapter(path)
+            except ModelLoadError as exc:
+                self.on_error(f"compilot: adapter {version} not applied, still serving "
+                              f"{self.adapter}: {exc}")
+                return
+            log.info("serving adapter %s (%s)", version, path)
+            self.adapter = version
+            self._last.clear()
+
+        return self.scheduler.submit(work).future
+
     def reconfigure(self, settings: Settings) -> None:
         """Apply new settings; reload the model only when its settings changed."""
         reload = settings.model != self.settings.model

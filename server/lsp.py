@@ -18,6 +18,7 @@ from compilot.feedback.store import Store, StoreError
 from compilot.feedback.watcher import Watcher
 from compilot.server.completion import Answer, CompletionService
 from compilot.server.positions import offset_at, word_before
+from compilot.training.registry import POINTER, Registry
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class CompilotServer(LanguageServer):
         self.service: CompletionService | None = None
         self.monitor: Monitor | None = None
         self.watcher: Watcher | None = None
+        self.registry: Registry | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
 
@@ -72,9 +74,21 @@ class CompilotServer(LanguageServer):
             self.watcher = Watcher(self._on_disk_change)
         except OSError as exc:  # inotify limits: follow editor events only
             log.warning("not watching files on disk: %s", exc)
+        self.registry = Registry(settings_mod.data_dir(self.settings) / "adapters")
+        if self.watcher is not None:
+            self.watcher.watch(self.registry.root / POINTER)
+        self.follow_registry()
         if self.loop is not None:
             self._ticker = self.loop.create_task(self._tick())
         return self.service
+
+    def follow_registry(self) -> None:
+        """Serve the adapter the registry's `current` pointer names."""
+        if self.service is None or self.registry is None:
+            return
+        version = self.registry.current()
+        if version != self.service.adapter:
+            self.service.use_adapter(version, self.registry.current_gguf())
 
     async def _tick(self) -> None:
         """Survival checkpoints (30 s, 2 min, 10 min after acceptance)."""
@@ -84,8 +98,12 @@ class CompilotServer(LanguageServer):
                 self.monitor.tick()
 
     def _on_disk_change(self, path: Path, text: str) -> None:
-        """From watchdog's thread: a followed file changed on disk."""
-        if self.loop is not None and self.monitor is not None:
+        """From watchdog's thread: a followed file or the adapter pointer changed on disk."""
+        if self.loop is None:
+            return
+        if self.registry is not None and path == (self.registry.root / POINTER).resolve():
+            self.loop.call_soon_threadsafe(self.follow_registry)
+        elif self.monitor is not None:
             self.loop.call_soon_threadsafe(self.monitor.disk_changed, path.as_uri(), text)
 
 

@@ -1,0 +1,73 @@
+"""A running server swaps to a promoted adapter between requests; completions carry its
+version; requests made during the swap succeed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import pytest_lsp
+from pytest_lsp import LanguageClient
+
+from compilot.models import embedded_model_path
+from compilot.training.registry import AdapterInfo, Registry
+from tests.adapters import random_adapter
+from tests.lsp_helpers import (
+    TIMEOUT,
+    command,
+    end_of,
+    fresh_data_dir,
+    initialize,
+    inline,
+    open_document,
+    query,
+    server_config,
+)
+
+pytestmark = pytest.mark.asyncio
+
+DATA_DIR = fresh_data_dir()
+TEXT = 'def add(a, b):\n    """Return the sum of a and b."""\n    '
+
+
+@pytest_lsp.fixture(config=server_config(DATA_DIR))
+async def client(lsp_client: LanguageClient):
+    await initialize(lsp_client, "visual_studio_code",
+                     {"completion": {"candidates": 1, "maxTokens": 12}})
+    yield
+    await asyncio.wait_for(lsp_client.shutdown_session(), TIMEOUT)
+
+
+async def test_promoted_adapter_is_swapped_in_live(client: LanguageClient) -> None:
+    registry = Registry(DATA_DIR / "adapters")
+    staging = registry.staging()
+    random_adapter(embedded_model_path(), staging)
+    registry.add(staging, AdapterInfo(version="v1", method="test", parent="base"))
+
+    first = open_document(client, TEXT + "\n")
+    assert await inline(client, first, end_of(TEXT))
+    assert (await command(client, "compilot.stats"))["adapter"] == "base"
+
+    registry.promote("v1")
+    during = []
+    for _ in range(200):  # keep asking while the server notices and swaps
+        uri = open_document(client, TEXT + "\n")
+        during.append(await inline(client, uri, end_of(TEXT)))
+        if (await command(client, "compilot.stats"))["adapter"] == "v1":
+            break
+        await asyncio.sleep(0.05)
+    assert (await command(client, "compilot.stats"))["adapter"] == "v1"
+    assert all(isinstance(items, list) for items in during)
+
+    after = open_document(client, TEXT + "\n")
+    assert await inline(client, after, end_of(TEXT))
+    adapters = {row["uri"]: row["adapter"] for row in query(
+        DATA_DIR, "SELECT uri, adapter FROM requests WHERE uri IN (?, ?)", (first, after))}
+    assert adapters == {first: "base", after: "v1"}
+
+    registry.rollback()
+    for _ in range(200):
+        if (await command(client, "compilot.stats"))["adapter"] == "base":
+            break
+        await asyncio.sleep(0.05)
+    assert (await command(client, "compilot.stats"))["adapter"] == "base"
