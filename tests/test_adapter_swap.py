@@ -71,3 +71,16 @@ async def test_promoted_adapter_is_swapped_in_live(client: LanguageClient) -> No
             break
         await asyncio.sleep(0.05)
     assert (await command(client, "compilot.stats"))["adapter"] == "base"
+
+    # A damaged adapter is refused: the server says so and keeps serving the base.
+    staging = registry.staging()
+    (staging / "adapter.gguf").write_bytes(b"GGUF" + b"\x00" * 64)
+    registry.add(staging, AdapterInfo(version="v2", method="test", parent="base"))
+    registry.promote("v2")
+    for _ in range(200):
+        if any("v2" in m.message for m in client.messages):
+            break
+        await asyncio.sleep(0.05)
+    assert any("adapter v2 not applied" in m.message for m in client.messages)
+    assert (await command(client, "compilot.stats"))["adapter"] == "base"
+    assert await inline(client, open_document(client, TEXT + "\n"), end_of(TEXT))
