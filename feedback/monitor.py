@@ -83,16 +83,22 @@ class Monitor:
             for region in self.regions.get(uri, []):
                 apply_edit(region, start, end, len(new_text))
 
+    def _resync(self, uri: str, text: str) -> bool:
+        """Move ``uri``'s regions from the mirror to ``text`` by diff (lock held); regions
+        whose text is gone stop being followed. False when there was nothing to move."""
+        old = self.texts.get(uri)
+        if old is None or old == text:
+            return False
+        for region in list(self.regions.get(uri, [])):
+            if not remap(region, old, text):
+                self.regions[uri].remove(region)
+        self.texts[uri] = text
+        return True
+
     def replaced(self, uri: str, text: str) -> None:
         """The editor sent the whole document: move the regions by diff."""
         with self._lock:
-            old = self.texts.get(uri)
-            if old is None or old == text:
-                return
-            for region in list(self.regions.get(uri, [])):
-                if not remap(region, old, text):
-                    self.regions[uri].remove(region)
-            self.texts[uri] = text
+            self._resync(uri, text)
 
     def follows(self, uri: str) -> bool:
         with self._lock:
@@ -117,13 +123,8 @@ class Monitor:
     def disk_changed(self, uri: str, text: str) -> list[Future[None]]:
         """The file changed on disk outside the editor: move the regions, then re-check."""
         with self._lock:
-            old = self.texts.get(uri)
-            if old is None or old == text:
+            if not self._resync(uri, text):
                 return []
-            for region in list(self.regions.get(uri, [])):
-                if not remap(region, old, text):
-                    self.regions[uri].remove(region)
-            self.texts[uri] = text
         return self._revisit(uri, "disk", None)
 
     def tick(self) -> None:
@@ -145,12 +146,9 @@ class Monitor:
     def _revisit(self, uri: str, trigger: str, document: str | None) -> list[Future[None]]:
         futures = []
         with self._lock:
-            if document is not None and uri in self.texts and document != self.texts[uri]:
-                log.warning("mirror of %s disagrees with the editor at %s; resynced", uri,
+            if document is not None and self._resync(uri, document):
+                log.warning("mirror of %s disagreed with the editor at %s; resynced", uri,
                             trigger)
-                for region in list(self.regions.get(uri, [])):
-                    remap(region, self.texts[uri], document)
-                self.texts[uri] = document
             text = self.texts.get(uri)
             if text is None:
                 return []

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -16,7 +15,7 @@ from compilot import settings as settings_mod
 from compilot.feedback.monitor import CheckOptions, Monitor
 from compilot.feedback.store import Store, StoreError
 from compilot.feedback.watcher import Watcher
-from compilot.server.completion import Answer, CompletionService
+from compilot.server.completion import Answer, CompletionService, uri_path
 from compilot.server.positions import offset_at, word_before
 from compilot.training.registry import POINTER, Registry
 
@@ -149,7 +148,9 @@ def did_change_configuration(ls: CompilotServer,
         ls.service.reconfigure(ls.settings)
 
 
-async def _answer(ls: CompilotServer, uri: str, position: types.Position) -> Answer | None:
+async def _answer(ls: CompilotServer, uri: str, position: types.Position
+                  ) -> tuple[Answer, str, int] | None:
+    """The service's answer, with the document text and cursor offset it was made for."""
     if ls.service is None or uri not in ls.workspace.text_documents:
         return None
     document = ls.workspace.get_text_document(uri)
@@ -157,18 +158,20 @@ async def _answer(ls: CompilotServer, uri: str, position: types.Position) -> Ans
     offset = offset_at(text, position.line, position.character)
     if offset is None:
         return None
-    return await ls.service.complete(uri, text, offset, line=position.line,
-                                     character=position.character,
-                                     language_id=document.language_id)
+    answer = await ls.service.complete(uri, text, offset, line=position.line,
+                                       character=position.character,
+                                       language_id=document.language_id)
+    return answer, text, offset
 
 
 @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
 async def inline_completion(ls: CompilotServer, params: types.InlineCompletionParams
                             ) -> types.InlineCompletionList:
     """Ranked candidates as ghost text; each carries the command that reports acceptance."""
-    answer = await _answer(ls, params.text_document.uri, params.position)
-    if answer is None:
+    answered = await _answer(ls, params.text_document.uri, params.position)
+    if answered is None:
         return types.InlineCompletionList(items=[])
+    answer = answered[0]
     at = types.Range(start=params.position, end=params.position)
     return types.InlineCompletionList(items=[
         types.InlineCompletionItem(
@@ -185,12 +188,11 @@ async def inline_completion(ls: CompilotServer, params: types.InlineCompletionPa
 async def completion(ls: CompilotServer, params: types.CompletionParams
                      ) -> types.CompletionList:
     """The same candidates as completion items, for clients without inline completion."""
-    answer = await _answer(ls, params.text_document.uri, params.position)
-    if answer is None:
+    answered = await _answer(ls, params.text_document.uri, params.position)
+    if answered is None:
         return types.CompletionList(is_incomplete=True, items=[])
-    document = ls.workspace.get_text_document(params.text_document.uri)
-    offset = offset_at(document.source, params.position.line, params.position.character) or 0
-    word = word_before(document.source, offset)
+    answer, text, offset = answered
+    word = word_before(text, offset)
     start = types.Position(line=params.position.line,
                            character=params.position.character - _utf16_len(word))
     items = []
@@ -246,8 +248,7 @@ def accepted(ls: CompilotServer, *args: Any) -> bool:
 
 
 def _file_path(uri: str) -> Path | None:
-    parsed = urlparse(uri)
-    return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
+    return Path(uri_path(uri)) if uri.startswith("file:") else None
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
