@@ -17,16 +17,15 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from pyflakes import checker as pyflakes_checker
 from pyflakes import messages as pyflakes_messages
-from tree_sitter import Query, QueryCursor, Tree
+from tree_sitter import Tree
 
 # One source of truth for "accepted empty by the grammar, rejected by the compiler".
-from compilot.feedback.syntax import MUST_NOT_BE_EMPTY, parser_for
+from compilot.feedback.syntax import empty_nodes, parser_for
 from compilot.server.languages import language_for
 
 STATUSES = ("ok", "syntax", "type", "unresolved", "timeout", "toolchain_missing", "error")
@@ -148,14 +147,6 @@ def _since(started: float) -> float:
 
 # -- tree-sitter ------------------------------------------------------------------------------
 
-@cache
-def _empty_query(grammar: str) -> Query | None:
-    types, parser = MUST_NOT_BE_EMPTY.get(grammar), parser_for(grammar)
-    if not types or parser is None or parser.language is None:
-        return None
-    return Query(parser.language, " ".join(f"({t}) @node" for t in sorted(types)))
-
-
 def _tree_diagnostics(tree: Tree, data: bytes, grammar: str) -> list[Diagnostic]:
     """ERROR and MISSING nodes (an ERROR covers its children), and nodes the compiler rejects
     empty (Python's ``if a:`` with no body, which tree-sitter accepts)."""
@@ -172,10 +163,8 @@ def _tree_diagnostics(tree: Tree, data: bytes, grammar: str) -> list[Diagnostic]
             found.append(Diagnostic(row, column, message, "syntax"))
         else:
             stack.extend(reversed([c for c in node.children if c.has_error or c.is_missing]))
-    query = _empty_query(grammar)
-    for node in QueryCursor(query).captures(tree.root_node).get("node", []) if query else ():
-        if node.named_child_count == 0 and len(found) < _KEPT:
-            found.append(Diagnostic(*node.start_point, f"empty {node.type}", "syntax"))
+    for node in empty_nodes(tree, grammar)[: max(0, _KEPT - len(found))]:
+        found.append(Diagnostic(*node.start_point, f"empty {node.type}", "syntax"))
     return sorted(found, key=lambda d: (d.line, d.column))
 
 

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from functools import cache
 
-from tree_sitter import Parser, Tree
+from tree_sitter import Node, Parser, Query, QueryCursor, Tree
 
 _local = threading.local()
 
@@ -64,6 +64,28 @@ def errors(tree: Tree) -> list[SyntaxError_]:
     return sorted(found)
 
 
+@cache
+def _empty_query(grammar: str) -> Query | None:
+    types = MUST_NOT_BE_EMPTY.get(grammar)
+    parser = parser_for(grammar) if types else None
+    if parser is None or parser.language is None:
+        return None
+    return Query(parser.language, " ".join(f"({t}) @node" for t in sorted(types)))
+
+
+def empty_nodes(tree: Tree, grammar: str, start: int = 0, end: int | None = None) -> list[Node]:
+    """Nodes of the kinds in MUST_NOT_BE_EMPTY that are empty, overlapping [start, end]."""
+    query = _empty_query(grammar)
+    if query is None:
+        return []
+    cursor = QueryCursor(query)
+    if end is not None:
+        cursor.set_byte_range(max(0, start - 1), end + 1)
+    return [node for node in cursor.captures(tree.root_node).get("node", [])
+            if node.named_child_count == 0
+            and (end is None or (node.start_byte <= end and node.end_byte >= start))]
+
+
 def _point_after(point: tuple[int, int], inserted: bytes) -> tuple[int, int]:
     row, column = point
     newlines = inserted.count(b"\n")
@@ -79,7 +101,7 @@ class Splicer:
     def __init__(self, parser: Parser, source: bytes, offset: int,
                  grammar: str | None = None) -> None:
         self.parser = parser
-        self.non_empty = MUST_NOT_BE_EMPTY.get(grammar or "", frozenset())
+        self.grammar = grammar
         self.source = source
         self.offset = offset
         self.tree = parser.parse(source)
@@ -117,23 +139,11 @@ class Splicer:
             shift = len(data) if err.start >= end else 0
             if (err.start - shift, err.end - shift, err.missing) not in baseline:
                 fresh.append(err)
-        if self.non_empty:
-            fresh += self._empty_nodes(tree, start, end)
-        return fresh
-
-    def _empty_nodes(self, tree: Tree, start: int, end: int) -> list[SyntaxError_]:
-        """Nodes that must not be empty but are, among those overlapping [start, end]."""
-        found = []
-        stack = [tree.root_node]
-        while stack:
-            node = stack.pop()
-            if node.end_byte < start or node.start_byte > end:
-                continue
-            if node.type in self.non_empty and node.named_child_count == 0:
+        if self.grammar:
+            for node in empty_nodes(tree, self.grammar, start, end):
                 row, column = node.start_point
-                found.append(SyntaxError_(node.start_byte, node.end_byte, row, column, True))
-            stack.extend(node.children)
-        return found
+                fresh.append(SyntaxError_(node.start_byte, node.end_byte, row, column, True))
+        return fresh
 
     def parses(self, inserted: str) -> bool:
         """True when splicing ``inserted`` introduces no ERROR or MISSING node."""
