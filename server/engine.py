@@ -213,12 +213,19 @@ class Engine:
         common = min(common, len(tokens) - 1)  # re-evaluate at least one token for its logits
         llm.n_tokens = common
         self.counters.reused_tokens += common
-        for start in range(common, len(tokens), self.n_batch):
+        # The last token is always evaluated on its own: batched and single-token matmuls
+        # round differently, and a near-tie decided by that would make the same prompt give
+        # different candidates depending on what the KV cache held before (seen on an AMD
+        # EPYC: the greedy candidate changed between a fresh and a cached prompt).
+        body, last = tokens[common:-1], tokens[-1:]
+        for start in range(0, len(body), self.n_batch):
             if cancelled():
                 raise Cancelled
-            batch = tokens[start : start + self.n_batch]
-            llm.eval(batch)
-            self.counters.prompt_tokens += len(batch)
+            llm.eval(body[start : start + self.n_batch])
+        if cancelled():
+            raise Cancelled
+        llm.eval(last)
+        self.counters.prompt_tokens += len(tokens) - common
         return self._logits()
 
     def _allowed(self, forced: str) -> np.ndarray:
