@@ -275,6 +275,125 @@ def adapters_rollback() -> None:
     print(f"serving {previous}")
 
 
+def _round_summary(result, console: Console) -> None:  # noqa: ANN001 - RoundResult
+    from rich.table import Table
+
+    console.print(f"[bold]method[/]: {result.choice.method} ({result.choice.reason})")
+    console.print(f"[bold]data[/]: {result.source}")
+    if result.report is not None:
+        r = result.report
+        table = Table(title="training run")
+        for column in ("rows", "steps", "trainable params", "wall s", "train s",
+                       "examples/s", "peak MB", "last loss"):
+            table.add_column(column, justify="right")
+        table.add_row(str(r.examples), str(r.steps),
+                      f"{r.trainable_params:,} ({r.trainable_params / r.total_params:.2%})",
+                      f"{r.wall_s:.1f}", f"{r.train_s:.1f}", f"{r.examples_per_s:.2f}",
+                      f"{r.peak_memory_mb:.0f}", "-" if r.loss is None else f"{r.loss:.4f}")
+        console.print(table)
+    if result.evaluation:
+        table = Table(title="gate")
+        for column in ("model", "held-out prompts", "compile@1", "HumanEval", "pass@1",
+                       "exec@1", "seconds"):
+            table.add_column(column, justify="right")
+        for role in ("serving", "candidate"):
+            e = result.evaluation[role]
+            h, he = e["held_out"], e["humaneval"]
+            table.add_row(f"{role}: {e['adapter']}", str(h.get("prompts", 0)),
+                          _fmt(h.get("compile@1")), str(he.get("problems", 0)),
+                          _fmt(he.get("pass@1")), _fmt(he.get("exec@1")), str(e["seconds"]))
+        console.print(table)
+    verdict = "promoted" if result.promoted else ("kept, rejected" if result.evaluation
+                                                   else "kept as a candidate")
+    console.print(f"[bold]{result.version}[/]: {verdict}"
+                  + (f" ({result.verdict})" if result.verdict else ""))
+
+
+def _quiet_libraries() -> None:
+    """The libraries' own progress bars and deprecation chatter would bury ours."""
+    import warnings
+
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="trl")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path | None, typer.Option(help="Train on an exported dataset (a "
+                                                      "folder, or a parquet / jsonl file) "
+                                                      "instead of the store.")] = None,
+    method: Annotated[str | None, typer.Option(help="auto | kto | dpo | sft (default: the "
+                                                    "training.method setting).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    promote: Annotated[bool, typer.Option(help="Run the gate and promote a better adapter.")
+                       ] = True,
+    quiet: Annotated[bool, typer.Option(help="No progress bars (for logs).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run one training round now: data, LoRA training, GGUF adapter, gate, promotion."""
+    import dataclasses
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from compilot.training import schedule
+    from compilot.training.round import run_round
+    from compilot.training.train import TrainingError
+
+    _logging("warning")
+    _quiet_libraries()
+    settings, _ = settings_mod.load()
+    if max_steps is not None:
+        settings.training = dataclasses.replace(settings.training, max_steps=max_steps)
+    root = settings_mod.data_dir(settings)
+    console = Console()
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, disable=quiet or as_json)
+    try:
+        with schedule.locked(root / schedule.ROUND_LOCK, "training round"), progress:
+            result = run_round(settings, dataset=dataset, method=method, progress=progress,
+                               promote=promote)
+    except (TrainingError, schedule.Busy, ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]compilot train:[/] {exc}")
+        raise typer.Exit(1) from exc
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2, default=str))
+    else:
+        _round_summary(result, console)
+
+
+@app.command()
+def trainer(
+    once: Annotated[bool, typer.Option(help="Run a round if one is due, then exit.")] = False,
+) -> None:
+    """The background trainer: a round in the nightly window or after N new labelled
+    completions (settings [trainer]); logs to trainer.log in the data dir."""
+    from compilot.training import schedule
+
+    settings, _ = settings_mod.load()
+    root = settings_mod.data_dir(settings)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log_path = schedule.file_logging(root)
+    err.print(f"compilot trainer: logging to {log_path}")
+    try:
+        rounds = schedule.run_trainer(root, settings.trainer, once=once)
+    except (schedule.Busy, ValueError) as exc:
+        err.print(f"[red]compilot trainer:[/] {exc}")
+        raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    err.print(f"compilot trainer: {rounds} round(s) run")
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

@@ -94,6 +94,78 @@ class DatasetSettings:
     """Share of files (never rows) kept for evaluation."""
 
 
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass(kw_only=True)
+class TrainingSettings:
+    """One training round: the method, the LoRA and the optimizer (mapped onto trl's configs)."""
+
+    method: str = "auto"
+    """auto | kto | dpo | sft. auto: DPO+SFT when preference pairs exist, else KTO on labels,
+    else SFT on revisions."""
+    base: str | None = None
+    """An HF checkpoint folder to train; empty means the serving GGUF, dequantized once."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    """Projections that get LoRA matrices (all seven linear layers of a llama block)."""
+    learning_rate: float = 1e-4
+    epochs: float = 1.0
+    max_steps: int = -1
+    """Stop after this many optimizer steps (-1: run the epochs)."""
+    batch_size: int = 8
+    """Per-step batch (KTO needs at least 2: its KL term pairs completions in a batch)."""
+    gradient_accumulation: int = 1
+    max_length: int = 256
+    """Tokens of prompt plus completion; longer prompts are cut from the left."""
+    max_examples: int = 500
+    """Rows a round trains on at most (the newest kept)."""
+    min_examples: int = 8
+    """A method needs at least this many rows to be chosen."""
+    beta: float = 0.1
+    """KTO/DPO: how far the policy may move from the reference."""
+    sft_weight: float = 1.0
+    """DPO: weight of the SFT term beside the sigmoid loss (CodeLutra's dual loss)."""
+    on_policy: bool = True
+    """Train on completions made by the serving adapter only (plus the user's revisions)."""
+    threads: int | None = None
+    """CPU threads for training; empty means all cores."""
+    seed: int = 0
+
+
+@dataclass(kw_only=True)
+class GateSettings:
+    """When a new adapter may replace the serving one."""
+
+    held_out_prompts: int = 40
+    """Held-out collected prompts completed by both models (compile@1 must rise)."""
+    humaneval: int = 20
+    """HumanEval problems in the pass@1 sample (0 skips that check)."""
+    pass_tolerance: float = 0.05
+    """pass@1 may drop by at most this much."""
+    max_tokens: int = 128
+    """Tokens per evaluated completion."""
+    timeout_s: float = 10.0
+    """Per test program run in the sandbox."""
+
+
+@dataclass(kw_only=True)
+class TrainerSettings:
+    """The background trainer (`compilot trainer`)."""
+
+    window: str = "02:00-06:00"
+    """Local time window in which a round may start (empty: no window)."""
+    min_new_events: int = 200
+    """Start a round outside the window once this many new labelled candidates arrived
+    (0: never outside the window)."""
+    poll_s: float = 60.0
+    """Seconds between looks at the clock and the store."""
+    nice: int = 19
+    """CPU priority of the trainer process (19: lowest)."""
+
+
 @dataclass(kw_only=True)
 class Settings:
     """Everything compilot can be told."""
@@ -103,6 +175,9 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     checks: CheckSettings = field(default_factory=CheckSettings)
     datasets: DatasetSettings = field(default_factory=DatasetSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    gate: GateSettings = field(default_factory=GateSettings)
+    trainer: TrainerSettings = field(default_factory=TrainerSettings)
     data_dir: str | None = None
     """Where the event database and adapters live; empty means the XDG data dir."""
 

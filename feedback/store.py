@@ -316,6 +316,15 @@ class Store:
             out[kind] = rows[0]["n"]
         return out
 
+    def labelled_since(self, since: float) -> int:
+        """Candidates that got a compile check or a revision at or after ``since`` (epoch s):
+        new training signal, what the background trainer counts."""
+        rows = self.query(
+            "SELECT count(*) AS n FROM (SELECT candidate_id FROM checks "
+            "WHERE stage = 'compile' AND created_at >= ? "
+            "UNION SELECT candidate_id FROM revisions WHERE created_at >= ?)", (since, since))
+        return int(rows[0]["n"])
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -141,6 +141,34 @@ def _matches(path: Path, pattern: str, root: Path | None) -> bool:
                for c in candidates)
 
 
+def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language,
+                    sampling: Sampling, *, before: str | None = None, after: str | None = None,
+                    rank_by_syntax: bool = True,
+                    cancelled: Callable[[], bool] = lambda: False,
+                    ) -> tuple[list[Ranked], list[str]]:
+    """The server's model pipeline for one window: heal → prompt → generate → cut → rank.
+
+    Returns (ranked candidates, the model's raw texts). ``before``/``after`` are the whole
+    document around the cursor for the splice check (default: the window). The evaluator calls
+    this too, so that what it measures is what the server shows.
+    """
+    prompt_prefix, held = heal(prefix)
+    tokens = engine.prompt(prompt_prefix, suffix, sampling.max_tokens)
+    candidates = engine.generate(
+        tokens, sampling, forced=held, cancelled=cancelled,
+        stop=lambda text: should_stop(unheal(text, held), prefix, suffix, language),
+    )
+    raw = [cand.text for cand in candidates]
+    rows = []
+    for cand in candidates:
+        text = unheal(cand.text, held)
+        rows.append((cut(text, prefix, suffix, language), cand.text, cand.logprob, cand.tokens))
+    ranked = rank(rows, before=prefix if before is None else before,
+                  after=suffix if after is None else after, language=language,
+                  check_syntax=rank_by_syntax)
+    return ranked, raw
+
+
 class CompletionService:
     """Owns the engine (through the worker), the caches and the event log."""
 
@@ -239,27 +267,16 @@ class CompletionService:
     def _compute(self, document: str, offset: int, win: Window, language: Language,
                  sampling: Sampling, cancelled: Callable[[], bool]) -> list[Ranked]:
         """Model work, on the worker thread."""
-        engine = self.engine
-        if engine is None:
+        if self.engine is None:
             return []
-        prompt_prefix, held = heal(win.prefix)
-        tokens = engine.prompt(prompt_prefix, win.suffix, sampling.max_tokens)
-        candidates = engine.generate(
-            tokens, sampling, forced=held, cancelled=cancelled,
-            stop=lambda text: should_stop(unheal(text, held), win.prefix, win.suffix, language),
-        )
-        self.last_raw = [cand.text for cand in candidates]
-        rows = []
-        for cand in candidates:
-            raw = unheal(cand.text, held)
-            rows.append((cut(raw, win.prefix, win.suffix, language), cand.text, cand.logprob,
-                         cand.tokens))
         if len(document) <= MAX_FULL_PARSE_BYTES:
             before, after = document[:offset], document[offset:]
         else:
             before, after = win.prefix, win.suffix
-        return rank(rows, before=before, after=after, language=language,
-                    check_syntax=self.settings.completion.rank_by_syntax)
+        ranked, self.last_raw = generate_ranked(
+            self.engine, win.prefix, win.suffix, language, sampling, before=before, after=after,
+            rank_by_syntax=self.settings.completion.rank_by_syntax, cancelled=cancelled)
+        return ranked
 
     async def complete(self, uri: str, document: str, offset: int, *, line: int = 0,
                        character: int = 0, language_id: str | None = None) -> Answer:

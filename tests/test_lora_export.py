@@ -22,7 +22,7 @@ import torch
 from llama_cpp import Llama, llama_get_logits_ith
 
 from compilot.models import embedded_model_path
-from compilot.training.base import load_base, materialize
+from compilot.training.base import load_base
 from compilot.training.export import peft_to_gguf, permute_qk
 
 PROMPTS = [
@@ -100,11 +100,10 @@ def prompt_ids(base_llm: Llama) -> list[list[int]]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, base_gguf: Path,
+def trained(tmp_path_factory: pytest.TempPathFactory, base_checkpoint: Path,
             prompt_ids: list[list[int]]):
     """(adapter dir, transformers base logits per prompt, merged PEFT model)."""
-    checkpoint = materialize(base_gguf, tmp_path_factory.mktemp("cache"))
-    model, _ = load_base(checkpoint)
+    model, _ = load_base(base_checkpoint)
     model.eval()
     torch.manual_seed(0)
     config = peft.LoraConfig(r=8, lora_alpha=16, target_modules=TARGETS,

@@ -38,10 +38,14 @@ class AdapterInfo:
     status: str = "candidate"
     """candidate | promoted | rejected | retired"""
     data: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    """The training run's report: steps, trainable parameters, wall time, memory."""
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     history: list[str] = field(default_factory=list)
     """Versions that were current before this one was promoted (for rollback)."""
+    promoted_at: float | None = None
+    """When it last became the serving version (its on-policy data starts there)."""
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -124,8 +128,15 @@ class Registry:
             info = self.info(version)
             info.history = [*info.history, self.current()]
             info.status = "promoted"
+            info.promoted_at = time.time()
             self._save(info)
         _write_atomic(self.root / POINTER, version + "\n")
+
+    def record(self, version: str, evaluation: dict[str, Any]) -> None:
+        """Add figures to ``version``'s evaluation."""
+        info = self.info(version)
+        info.evaluation = {**info.evaluation, **evaluation}
+        self._save(info)
 
     def reject(self, version: str, evaluation: dict[str, Any]) -> None:
         """Keep ``version`` with its figures, marked rejected."""

@@ -1,0 +1,199 @@
+"""One training round: data → method → LoRA → GGUF adapter → registry → gate → promote.
+
+Crash safety: everything is written into a registry staging folder, which becomes a version
+only by one rename once the GGUF adapter is complete; the gate then promotes it with an atomic
+pointer switch or marks it rejected. A round killed anywhere leaves ``current`` as it was; the
+next start removes the staging folder and marks a version that never reached the gate
+abandoned (``Registry.clean``).
+
+The gate (``judge``): on the held-out prompts, the new adapter's compile@1 must beat the
+serving model's; on a HumanEval sample its pass@1 may not drop by more than the tolerance.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compilot import settings as settings_mod
+from compilot.models import resolve_model_path
+from compilot.settings import GateSettings, Settings
+from compilot.training import benchmarks, data, train
+from compilot.training.evaluate import Evaluation, Evaluator
+from compilot.training.export import peft_to_gguf
+from compilot.training.registry import BASE, AdapterInfo, Registry
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+log = logging.getLogger(__name__)
+
+PEFT_DIR = "peft"
+CACHE_DIR = "cache"
+
+
+@dataclass
+class RoundResult:
+    """What a round did, for the summary and the trainer's log."""
+
+    choice: train.Choice
+    source: str
+    version: str | None = None
+    promoted: bool = False
+    verdict: str = ""
+    report: train.Report | None = None
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def judge(serving: Evaluation, candidate: Evaluation, gate: GateSettings) -> tuple[bool, str]:
+    """(promote?, why) from the two models' figures."""
+    new, old = candidate.held_out.get("compile@1"), serving.held_out.get("compile@1")
+    if new is None or old is None:
+        return False, "no held-out prompts to judge on; kept, not promoted"
+    if new <= old:
+        return False, f"held-out compile@1 {new:.3f} does not beat the serving {old:.3f}"
+    why = f"held-out compile@1 {old:.3f} -> {new:.3f}"
+    p_new, p_old = candidate.humaneval.get("pass@1"), serving.humaneval.get("pass@1")
+    if p_new is not None and p_old is not None:
+        if p_new < p_old - gate.pass_tolerance:
+            return False, (f"{why}, but HumanEval pass@1 fell {p_old:.3f} -> {p_new:.3f} "
+                           f"(tolerance {gate.pass_tolerance})")
+        why += f"; HumanEval pass@1 {p_old:.3f} -> {p_new:.3f}"
+    return True, why
+
+
+def _version(registry: Registry, method: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name, n = f"{stamp}-{method}", 1
+    while (registry.root / name).exists():
+        n += 1
+        name = f"{stamp}-{method}-{n}"
+    return name
+
+
+def _steps_callback(progress: Progress, method: str) -> Any:
+    from transformers import TrainerCallback
+
+    task = progress.add_task(f"training ({method})", total=None)
+
+    class Steps(TrainerCallback):
+        """Moves a rich progress bar with the optimizer steps and shows the loss."""
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            progress.update(task, total=state.max_steps)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
+                   **kw: Any) -> None:
+            if logs and "loss" in logs:
+                progress.update(task, description=f"training ({method}) loss "
+                                                  f"{float(logs['loss']):.4f}")
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            progress.update(task, completed=state.global_step)
+
+    return Steps()
+
+
+def evaluate_pair(settings: Settings, model: Path, serving: tuple[str, Path | None],
+                  candidate: tuple[str, Path | None], prompts: list[Any],
+                  progress: Progress | None = None) -> tuple[Evaluation, Evaluation]:
+    """Both models on the same held-out prompts and HumanEval sample."""
+    gate = settings.gate
+    tasks = benchmarks.humaneval(gate.humaneval, seed=settings.training.seed) \
+        if gate.humaneval else []
+    evaluator = Evaluator(model, max_tokens=gate.max_tokens, timeout_s=gate.timeout_s,
+                          n_threads=settings.training.threads or settings.model.n_threads,
+                          n_ctx=settings.model.n_ctx)
+    try:
+        out = []
+        for version, path in (serving, candidate):
+            tick = lambda: None  # noqa: E731
+            if progress is not None:
+                task = progress.add_task(f"evaluating {version}",
+                                         total=len(prompts) + len(tasks))
+                tick = lambda task=task: progress.advance(task)  # noqa: E731
+            out.append(evaluator.evaluate(version, path, prompts, tasks, progress=tick))
+        return out[0], out[1]
+    finally:
+        evaluator.close()
+
+
+def run_round(settings: Settings, *, dataset: Path | None = None, method: str | None = None,
+              progress: Progress | None = None, promote: bool = True) -> RoundResult:
+    """One round now. Raises ``train.TrainingError`` when there is nothing to train on."""
+    from compilot.feedback.store import Store
+    from compilot.training.base import materialize
+
+    started = time.perf_counter()
+    root = settings_mod.data_dir(settings)
+    registry = Registry(root / "adapters")
+    for leftover in registry.clean():
+        log.warning("removed what an interrupted round left: %s", leftover)
+    serving = registry.current()
+    serving_info = registry.info(serving) if serving != BASE else None
+    if dataset is not None:
+        round_data = data.from_path(dataset, settings)
+    else:
+        round_data = data.from_store(
+            Store.in_dir(root), settings, serving=serving,
+            serving_since=serving_info.promoted_at if serving_info else None)
+    choice = train.choose(method or settings.training.method, round_data.counts(),
+                          settings.training.min_examples)
+    log.info("round: %s (data: %s)", choice.reason, round_data.source)
+    result = RoundResult(choice, round_data.source)
+    rows = round_data.rows.get(choice.method)
+    if rows is None or not len(rows):
+        raise train.TrainingError(f"{round_data.source} has no {choice.method} rows")
+
+    model = resolve_model_path(settings.model.path)
+    base = Path(settings.training.base) if settings.training.base else materialize(
+        model, root / CACHE_DIR)
+    parent = registry.root / serving / PEFT_DIR if serving != BASE else None
+    if parent is not None and not (parent / "adapter_config.json").is_file():
+        log.warning("serving adapter %s has no PEFT weights; training a fresh LoRA", serving)
+        parent = None
+    staging = registry.staging()
+    callbacks = [_steps_callback(progress, choice.method)] if progress is not None else []
+    weights = {k: round_data.balance[k] for k in ("desirable_weight", "undesirable_weight")
+               if k in round_data.balance}
+    report = train.train(choice.method, rows, base=base, out=staging / PEFT_DIR,
+                         settings=settings.training, parent=parent, kto_weights=weights,
+                         callbacks=callbacks)
+    result.report = report
+    peft_to_gguf(staging / PEFT_DIR, model, staging / "adapter.gguf")
+    version = _version(registry, choice.method)
+    info = AdapterInfo(
+        version=version, method=choice.method, parent=serving,
+        data={"rows": report.examples, "dropped": report.dropped, "source": round_data.source,
+              "reason": choice.reason, **round_data.counts()},
+        hyperparameters=report.hyperparameters,
+        training={k: v for k, v in report.as_dict().items()
+                  if k not in ("hyperparameters", "metrics")})
+    registry.add(staging, info)
+    result.version = version
+
+    if promote:
+        serving_gguf = registry.current_gguf()
+        old, new = evaluate_pair(settings, model, (serving, serving_gguf),
+                                 (version, registry.root / version / "adapter.gguf"),
+                                 round_data.held_out, progress)
+        ok, why = judge(old, new, settings.gate)
+        result.evaluation = {"serving": old.as_dict(), "candidate": new.as_dict()}
+        result.verdict = why
+        figures = {**result.evaluation, "verdict": why}
+        if ok:
+            registry.record(version, figures)
+            registry.promote(version)
+            result.promoted = True
+        else:
+            registry.reject(version, figures)
+        log.info("round: %s %s: %s", version, "promoted" if ok else "rejected", why)
+    result.seconds = round(time.perf_counter() - started, 1)
+    return result

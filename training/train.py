@@ -1,0 +1,292 @@
+"""The learning step of a round: KTO, DPO (+ an SFT term) or SFT with trl, on a peft LoRA.
+
+- KTO (Ethayarajh et al. 2024) on (prompt, completion, label): the thesis's compiles /
+  does-not-compile labels. Its KL estimate pairs completions inside a batch, so it needs a
+  per-device batch of at least 2; desirable and undesirable weights come from the data's
+  balance (``feedback.datasets.kto_balance``).
+- DPO on (prompt, chosen, rejected) with ``loss_type=["sigmoid", "sft"]``: CodeLutra's dual loss
+  (the preference term plus likelihood on the chosen side, weighted by ``sft_weight``).
+- SFT on the user's revisions (SEED: train on minimal fixes of the model's own errors), with
+  the loss on the completion only.
+
+A round continues the serving adapter when there is one (the rounds iterate, as SEED and
+CodeLutra do); the reference model of KTO/DPO is the base with the adapter switched off.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compilot.settings import TrainingSettings
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+log = logging.getLogger(__name__)
+
+METHODS = ("kto", "dpo", "sft")
+COLUMNS = {"kto": ("prompt", "completion", "label"), "dpo": ("prompt", "chosen", "rejected"),
+           "sft": ("prompt", "completion")}
+"""What each trainer is given (the datasets' metadata columns stay behind)."""
+MIN_PROMPT_TOKENS = 16
+"""A row whose completion leaves less than this much prompt within max_length is dropped."""
+
+
+class TrainingError(ValueError):
+    """A round cannot train as configured; the message names the setting or the data."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which method a round uses, and why."""
+
+    method: str
+    reason: str
+
+
+def choose(requested: str, counts: dict[str, int], min_examples: int) -> Choice:
+    """The method for ``requested`` ("auto" or a method) given the rows at hand.
+
+    ``counts``: ``pairs`` (DPO rows), ``desirable`` and ``undesirable`` (KTO labels), ``sft``
+    (revisions and accepted compiling completions). auto prefers pairs (DPO+SFT: the richest
+    signal), then labels (KTO needs both classes), then revisions alone (SFT).
+    """
+    pairs, good, bad, sft = (counts.get(k, 0) for k in ("pairs", "desirable", "undesirable",
+                                                         "sft"))
+    if requested != "auto":
+        if requested not in METHODS:
+            raise TrainingError(f"training.method must be auto, {', '.join(METHODS)}; "
+                                f"not {requested!r}")
+        have = {"kto": good + bad, "dpo": pairs, "sft": sft}[requested]
+        return Choice(requested, f"{requested} was asked for ({have} rows)")
+    if pairs >= min_examples:
+        return Choice("dpo", f"{pairs} preference pairs (>= {min_examples}): DPO with an SFT "
+                             "term on the chosen side")
+    if good and bad and good + bad >= min_examples:
+        return Choice("kto", f"no pairs to speak of ({pairs}); {good} desirable and {bad} "
+                             "undesirable labels: KTO")
+    if sft >= min_examples:
+        return Choice("sft", f"{pairs} pairs, labels {good}/{bad} (KTO needs both kinds); "
+                             f"{sft} revisions: SFT")
+    raise TrainingError(
+        f"not enough data for a round: {pairs} pairs, {good} desirable and {bad} undesirable "
+        f"labels, {sft} revisions (each method needs training.min_examples = {min_examples})")
+
+
+@dataclass
+class Report:
+    """What a training run did and cost (the LoRA trade-off tables of the course project)."""
+
+    method: str
+    examples: int
+    dropped: int
+    """Rows left out because their completion did not fit in max_length."""
+    steps: int
+    epochs: float
+    trainable_params: int
+    total_params: int
+    wall_s: float
+    """Whole run: tokenization, reference log-probs and training."""
+    train_s: float
+    examples_per_s: float
+    """Training examples processed per second of the training loop."""
+    peak_memory_mb: float
+    """Peak resident memory of the process (CPU) or peak CUDA memory allocated."""
+    loss: float | None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lora_config(settings: TrainingSettings) -> Any:
+    """The peft LoRA config of the settings (plain LoRA: what llama.cpp can apply)."""
+    from peft import LoraConfig
+
+    if settings.lora_r < 1 or settings.lora_alpha <= 0:
+        raise TrainingError(f"training.lora_r ({settings.lora_r}) and training.lora_alpha "
+                            f"({settings.lora_alpha}) must be positive")
+    return LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
+                      lora_dropout=settings.lora_dropout,
+                      target_modules=list(settings.target_modules), bias="none",
+                      task_type="CAUSAL_LM")
+
+
+def fit(rows: Dataset, method: str, tokenizer: Any, max_length: int) -> tuple[Dataset, int]:
+    """Rows as the server prompts the model, cut from the left to fit ``max_length``.
+
+    The prompt's trailing whitespace moves to the front of the completion, as the server's
+    token healing does (``server.prompt.heal``): the model sees the same prompt it is served,
+    and the boundary does not split a newline-plus-indent token (which trl would warn about
+    and train on a context that never occurs). trl truncates from the right (keep_start),
+    which would cut the completion, the part the loss is about; a completion prompt is a
+    window before the cursor, whose oldest text matters least. Rows whose completion alone
+    leaves less than MIN_PROMPT_TOKENS are dropped.
+    """
+    from datasets import Dataset
+
+    from compilot.server.prompt import heal
+
+    targets = ("chosen", "rejected") if method == "dpo" else ("completion",)
+    kept: dict[str, list[Any]] = {c: [] for c in rows.column_names}
+    dropped = 0
+    for row in rows:
+        prompt, held = heal(row["prompt"])
+        texts = {t: held + row[t] for t in targets}
+        longest = max(len(tokenizer(text, add_special_tokens=False)["input_ids"])
+                      for text in texts.values())
+        budget = max_length - longest - 2  # BOS / EOS
+        if budget < MIN_PROMPT_TOKENS:
+            dropped += 1
+            continue
+        enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"]
+        start = offsets[len(offsets) - budget][0] if len(offsets) > budget else 0
+        for column in kept:
+            kept[column].append(texts.get(column, row[column]))
+        kept["prompt"][-1] = prompt[start:]
+    return Dataset.from_dict(kept, features=rows.features), dropped
+
+
+def _peak_memory_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _config(method: str, settings: TrainingSettings, out: Path, extra: dict[str, Any]) -> Any:
+    """trl's config for ``method``: our settings mapped onto it, the rest trl's defaults."""
+    import torch
+    from trl import DPOConfig, KTOConfig, SFTConfig
+
+    if settings.batch_size < (2 if method == "kto" else 1):
+        raise TrainingError(f"training.batch_size is {settings.batch_size}; KTO needs at least "
+                            "2 (its KL term pairs completions within a batch)")
+    cuda = torch.cuda.is_available()
+    common = dict(
+        output_dir=str(out),
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation,
+        learning_rate=settings.learning_rate,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        max_length=settings.max_length,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=settings.seed,
+        use_cpu=not cuda,
+        # bf16 on a CPU is slow and lossy here; gradient checkpointing trades time for memory
+        # that a 135M model does not need.
+        bf16=bool(cuda and torch.cuda.is_bf16_supported()),
+        gradient_checkpointing=False,
+        dataloader_num_workers=0,
+    )
+    if method == "kto":
+        return KTOConfig(**common, beta=settings.beta, **extra)
+    if method == "dpo":
+        return DPOConfig(**common, beta=settings.beta, loss_type=["sigmoid", "sft"],
+                         loss_weights=[1.0, settings.sft_weight], **extra)
+    return SFTConfig(**common, completion_only_loss=True, **extra)
+
+
+def _log_losses() -> Any:
+    """A callback sending the training logs to our logger (the trainer's log file)."""
+    from transformers import TrainerCallback
+
+    class LogLosses(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
+                   **kw: Any) -> None:
+            if logs:
+                log.info("step %d: %s", state.global_step,
+                         {k: round(v, 5) if isinstance(v, float) else v
+                          for k, v in logs.items()})
+
+    return LogLosses()
+
+
+def _trainer(method: str) -> Callable[..., Any]:
+    from trl import DPOTrainer, KTOTrainer, SFTTrainer
+
+    return {"kto": KTOTrainer, "dpo": DPOTrainer, "sft": SFTTrainer}[method]
+
+
+def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: TrainingSettings,
+          parent: Path | None = None, kto_weights: dict[str, float] | None = None,
+          callbacks: Sequence[Any] = ()) -> Report:
+    """Train a LoRA with ``method`` on ``rows`` and save the PEFT adapter in ``out``.
+
+    ``base`` is an HF checkpoint (``training.base.materialize``); ``parent`` a PEFT adapter to
+    continue (the serving one). ``kto_weights``: desirable_weight / undesirable_weight.
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import PrinterCallback
+
+    from compilot.training.base import load_base
+
+    started = time.perf_counter()
+    if method not in METHODS:
+        raise TrainingError(f"unknown method {method!r} (one of {', '.join(METHODS)})")
+    missing = [c for c in COLUMNS[method] if c not in rows.column_names]
+    if missing:
+        raise TrainingError(f"{method} needs columns {COLUMNS[method]}; missing {missing}")
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    model, tokenizer = load_base(base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    rows = rows.select_columns(list(COLUMNS[method]))
+    rows, dropped = fit(rows, method, tokenizer, settings.max_length)
+    if len(rows) < (2 if method == "kto" else 1):
+        raise TrainingError(f"{dropped} of {dropped + len(rows)} rows do not fit in "
+                            f"training.max_length = {settings.max_length}; raise it")
+    if parent is not None:
+        model = PeftModel.from_pretrained(model, parent, is_trainable=True)
+        peft_config = None
+    else:
+        peft_config = lora_config(settings)
+    extra = dict(kto_weights or {}) if method == "kto" else {}
+    config = _config(method, settings, out / "trainer", extra)
+    trainer = _trainer(method)(model=model, args=config, train_dataset=rows,
+                               processing_class=tokenizer, peft_config=peft_config,
+                               callbacks=[_log_losses(), *callbacks])
+    trainer.remove_callback(PrinterCallback)  # prints every log dict to stdout
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    result = trainer.train()
+    trainer.model.save_pretrained(out)
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
+    train_s = metrics.get("train_runtime", time.perf_counter() - started)
+    seen = min(len(rows) * config.num_train_epochs,
+               trainer.state.global_step * settings.batch_size * settings.gradient_accumulation)
+    hyper = {k: getattr(settings, k) for k in (
+        "lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate", "epochs",
+        "max_steps", "batch_size", "gradient_accumulation", "max_length", "beta", "seed")}
+    if method == "dpo":
+        hyper["sft_weight"] = settings.sft_weight
+    hyper.update(extra)
+    if parent is not None:
+        hyper["continued_from"] = str(parent)
+    return Report(
+        method=method, examples=len(rows), dropped=dropped, steps=trainer.state.global_step,
+        epochs=round(float(trainer.state.epoch or 0.0), 4), trainable_params=int(trainable),
+        total_params=int(total), wall_s=round(time.perf_counter() - started, 2),
+        train_s=round(train_s, 2),
+        examples_per_s=round(seen / train_s, 3) if train_s > 0 else math.nan,
+        peak_memory_mb=round(_peak_memory_mb(), 1),
+        loss=round(losses[-1], 5) if losses else None, hyperparameters=hyper, metrics=metrics)
