@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) bench/latency.py
 	$(PY) bench/parse_rate.py
 	$(PY) bench/checks.py
+	$(PY) bench/train.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -115,9 +115,11 @@ class TrainingSettings:
     epochs: float = 1.0
     max_steps: int = -1
     """Stop after this many optimizer steps (-1: run the epochs)."""
-    batch_size: int = 8
-    """Per-step batch (KTO needs at least 2: its KL term pairs completions in a batch)."""
-    gradient_accumulation: int = 1
+    batch_size: int = 4
+    """Examples per forward pass (KTO needs at least 2: its KL term pairs completions within
+    a batch). Activation memory grows with it: bench/train.py measures it."""
+    gradient_accumulation: int = 2
+    """Forward passes per optimizer step (an effective batch of batch_size times this)."""
     max_length: int = 256
     """Tokens of prompt plus completion; longer prompts are cut from the left."""
     max_examples: int = 500

@@ -28,8 +28,8 @@ from compilot.training.registry import BASE, Registry
 from compilot.training.round import evaluate_pair, judge
 from tests.adapters import random_adapter
 
-SMALL = TrainingSettings(max_steps=4, batch_size=4, max_length=128, learning_rate=1e-3,
-                         min_examples=4)
+SMALL = TrainingSettings(max_steps=4, batch_size=4, gradient_accumulation=1, max_length=128,
+                         learning_rate=1e-3, min_examples=4)
 
 
 def copy_store(collected: Path, dest: Path) -> Path:
@@ -48,8 +48,9 @@ def config(root: Path, base: Path, **sections: dict[str, Any]) -> dict[str, str]
     """Environment for a `compilot` child: its data dir and a small TOML config."""
     values: dict[str, dict[str, Any]] = {
         "datasets": {"held_out": 0.25},
-        "training": {"base": str(base), "max_steps": 3, "batch_size": 4, "max_length": 128,
-                     "learning_rate": 5e-4, "min_examples": 4},
+        "training": {"base": str(base), "max_steps": 3, "batch_size": 4,
+                     "gradient_accumulation": 1, "max_length": 128, "learning_rate": 5e-4,
+                     "min_examples": 4},
         "gate": {"held_out_prompts": 3, "humaneval": 2, "max_tokens": 24},
     }
     for name, extra in sections.items():
@@ -320,3 +321,20 @@ def test_the_trainer_starts_a_round_when_enough_new_labels(collected: Path,
     again = compilot(env, "trainer", "--once")
     assert again.returncode == 0
     assert "no round due" in (root / "trainer.log").read_text()
+
+
+@pytest.mark.parametrize("training, message", [
+    pytest.param({"target_modules": ["q_proj", "lm_head"]}, "training.target_modules",
+                 id="target-llama-cpp-cannot-apply"),
+    pytest.param({"max_length": 20}, "training.max_length", id="nothing-fits"),
+])
+def test_a_round_that_fails_says_why_and_leaves_nothing(collected: Path, base_checkpoint: Path,
+                                                        tmp_path: Path, training: dict,
+                                                        message: str) -> None:
+    root = copy_store(collected, tmp_path / "data")
+    env = config(root, base_checkpoint, training={"max_steps": 1, **training})
+    done = compilot(env, "train", "--method", "sft", "--quiet")
+    assert done.returncode == 1
+    assert message in done.stderr, done.stderr[-2000:]
+    adapters = root / "adapters"
+    assert not any(adapters.glob(".staging-*")) and Registry(adapters).versions() == []

@@ -13,6 +13,7 @@ serving model's; on a HumanEval sample its pass@1 may not drop by more than the 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -160,23 +161,28 @@ def run_round(settings: Settings, *, dataset: Path | None = None, method: str | 
         log.warning("serving adapter %s has no PEFT weights; training a fresh LoRA", serving)
         parent = None
     staging = registry.staging()
-    callbacks = [_steps_callback(progress, choice.method)] if progress is not None else []
-    weights = {k: round_data.balance[k] for k in ("desirable_weight", "undesirable_weight")
-               if k in round_data.balance}
-    report = train.train(choice.method, rows, base=base, out=staging / PEFT_DIR,
-                         settings=settings.training, parent=parent, kto_weights=weights,
-                         callbacks=callbacks)
-    result.report = report
-    peft_to_gguf(staging / PEFT_DIR, model, staging / "adapter.gguf")
-    version = _version(registry, choice.method)
-    info = AdapterInfo(
-        version=version, method=choice.method, parent=serving,
-        data={"rows": report.examples, "dropped": report.dropped, "source": round_data.source,
-              "reason": choice.reason, **round_data.counts()},
-        hyperparameters=report.hyperparameters,
-        training={k: v for k, v in report.as_dict().items()
-                  if k not in ("hyperparameters", "metrics")})
-    registry.add(staging, info)
+    try:
+        callbacks = [_steps_callback(progress, choice.method)] if progress is not None else []
+        weights = {k: round_data.balance[k] for k in ("desirable_weight", "undesirable_weight")
+                   if k in round_data.balance}
+        report = train.train(choice.method, rows, base=base, out=staging / PEFT_DIR,
+                             settings=settings.training, parent=parent, kto_weights=weights,
+                             callbacks=callbacks)
+        result.report = report
+        peft_to_gguf(staging / PEFT_DIR, model, staging / "adapter.gguf")
+        version = _version(registry, choice.method)
+        info = AdapterInfo(
+            version=version, method=choice.method, parent=serving,
+            data={"rows": report.examples, "dropped": report.dropped, "source": round_data.source,
+                  "reason": choice.reason, **round_data.counts()},
+            hyperparameters=report.hyperparameters,
+            training={k: v for k, v in report.as_dict().items()
+                      if k not in ("hyperparameters", "metrics")})
+        registry.add(staging, info)
+    except BaseException:
+        # An error (not a kill: that is Registry.clean's job) removes the half-built folder.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     result.version = version
 
     if promote:

@@ -111,6 +111,12 @@ def lora_config(settings: TrainingSettings) -> Any:
     """The peft LoRA config of the settings (plain LoRA: what llama.cpp can apply)."""
     from peft import LoraConfig
 
+    from compilot.training.export import SUPPORTED_TARGETS
+
+    unsupported = sorted(set(settings.target_modules) - SUPPORTED_TARGETS)
+    if unsupported or not settings.target_modules:
+        raise TrainingError(f"training.target_modules has {unsupported or 'nothing'}: a "
+                            f"llama.cpp adapter can carry {sorted(SUPPORTED_TARGETS)}")
     if settings.lora_r < 1 or settings.lora_alpha <= 0:
         raise TrainingError(f"training.lora_r ({settings.lora_r}) and training.lora_alpha "
                             f"({settings.lora_alpha}) must be positive")
