@@ -9,6 +9,7 @@ kept, so a typo never takes the server down.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import tomllib
@@ -185,6 +186,8 @@ class Settings:
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
+SETTINGS_ENV = "COMPILOT_SETTINGS"
+"""Environment variable: JSON settings applied over the config file (before editor options)."""
 
 
 class SettingsError(ValueError):
@@ -257,6 +260,15 @@ def load(
             raw = _merge(raw, tomllib.loads(file.read_text(encoding="utf-8")))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
             problems.append(f"{file}: not a readable TOML file ({exc}); using defaults")
+    if base is None and (env := os.environ.get(SETTINGS_ENV)):
+        # A child process (the server's "train now") inherits its parent's effective settings.
+        try:
+            inherited = json.loads(env)
+            if not isinstance(inherited, dict):
+                raise ValueError("not a JSON object")
+            raw = _merge(raw, _snake_keys(inherited))
+        except ValueError as exc:
+            problems.append(f"{SETTINGS_ENV}: not a JSON object of settings ({exc}); ignored")
     if overrides:
         raw = _merge(raw, _snake_keys(overrides))
     settings, bad = _structure_leniently(raw, base or Settings())

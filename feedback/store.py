@@ -99,6 +99,38 @@ MIGRATIONS: list[str] = [
 EVENT_KINDS = ("shown", "accepted", "rejected", "partial")
 
 
+SUMMARY_SQL = """
+-- Shown candidates by language and adapter: acceptance, and parse / compile / survival of
+-- the accepted ones (what `compilot stats` and the editors' status show).
+WITH accepted AS (
+    SELECT DISTINCT candidate_id AS id FROM events WHERE kind = 'accepted'
+), compiled AS (
+    SELECT candidate_id AS id,
+           max(stage = 'compile' AND introduced = 1 AND status IN ('syntax', 'type')) AS bad,
+           max(stage = 'compile') AS checked
+    FROM checks GROUP BY candidate_id
+), survived AS (
+    SELECT s.candidate_id AS id, s.share FROM survival s
+    WHERE s.id = (SELECT max(id) FROM survival WHERE candidate_id = s.candidate_id)
+)
+SELECT r.language, r.adapter,
+       count(*) AS shown,
+       count(a.id) AS accepted,
+       sum(a.id IS NOT NULL AND c.parsed = 1) AS accepted_parsed,
+       sum(a.id IS NOT NULL AND k.checked = 1) AS accepted_checked,
+       sum(a.id IS NOT NULL AND k.checked = 1 AND k.bad = 0) AS accepted_compiled,
+       avg(CASE WHEN a.id IS NOT NULL THEN v.share END) AS survival
+FROM candidates c
+JOIN requests r ON r.id = c.request_id
+LEFT JOIN accepted a ON a.id = c.id
+LEFT JOIN compiled k ON k.id = c.id
+LEFT JOIN survived v ON v.id = c.id
+WHERE c.shown = 1 AND r.created_at >= ?
+GROUP BY r.language, r.adapter
+ORDER BY r.language, r.adapter
+"""
+
+
 class StoreError(RuntimeError):
     """The event database could not be used; the message names the file."""
 
@@ -315,6 +347,11 @@ class Store:
             rows = self.query("SELECT count(*) AS n FROM events WHERE kind = ?", (kind,))
             out[kind] = rows[0]["n"]
         return out
+
+    def summary(self, since: float = 0.0) -> list[dict[str, object]]:
+        """Per language and adapter, for requests made at or after ``since`` (epoch s): shown,
+        accepted, and of the accepted ones parsed, compile-checked, compiled, mean survival."""
+        return [dict(row) for row in self.query(SUMMARY_SQL, (since,))]
 
     def labelled_since(self, since: float) -> int:
         """Candidates that got a compile check or a revision at or after ``since`` (epoch s):

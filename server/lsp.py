@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import date, datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,12 @@ log = logging.getLogger(__name__)
 
 ACCEPTED = "compilot.accepted"
 REJECTED = "compilot.rejected"
+PARTIALLY_ACCEPTED = "compilot.partiallyAccepted"
+STATUS = "compilot.status"
+TRAIN = "compilot.train"
 STATS = "compilot.stats"
 SETTLE = "compilot.settle"
+REPORTS_DIR = "reports"
 # Notifications of Copilot's language server, so that clients written for it work unchanged.
 DID_SHOW = "textDocument/didShowCompletion"
 DID_PARTIALLY_ACCEPT = "textDocument/didPartiallyAcceptCompletion"
@@ -298,6 +304,61 @@ def rejected(ls: CompilotServer, *args: Any) -> bool:
     """The user dismissed a candidate."""
     cid = _candidate_id(args)
     return bool(ls.service and cid and ls.service.event(cid, "rejected"))
+
+
+@server.command(PARTIALLY_ACCEPTED)
+def partially_accepted(ls: CompilotServer, *args: Any) -> bool:
+    """The user took a prefix of a candidate (a word or a line): ``[id, {length, kind}]``."""
+    cid = _candidate_id(args)
+    detail = args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
+    length = detail.get("length")
+    return bool(ls.service and cid and ls.service.event(
+        cid, "partial", length if isinstance(length, int) and length >= 0 else None))
+
+
+@server.command(STATUS)
+def status(ls: CompilotServer, *args: Any) -> dict[str, Any]:
+    """What an editor's status item shows: the serving adapter, today's accept and compile
+    rates, whether a training round runs, and the latest report."""
+    from compilot.training import schedule
+
+    root = settings_mod.data_dir(ls.settings)
+    service = ls.service
+    midnight = datetime.combine(date.today(), dtime()).timestamp()
+    rows = service.store.summary(midnight) if service and service.store else []
+    shown, accepted, checked, compiled = (
+        sum(int(r[key] or 0) for r in rows)
+        for key in ("shown", "accepted", "accepted_checked", "accepted_compiled"))
+    reports = sorted((root / REPORTS_DIR).glob("*.html"), key=lambda p: p.stat().st_mtime)
+    return {
+        "version": __version__,
+        "adapter": service.adapter if service else None,
+        "model": str(service.engine.path) if service and service.engine else None,
+        "error": service.engine_error if service else "the server has not started yet",
+        "today": {"shown": shown, "accepted": accepted,
+                  "acceptRate": round(accepted / shown, 4) if shown else None,
+                  "checked": checked, "compiled": compiled,
+                  "compileRate": round(compiled / checked, 4) if checked else None},
+        "training": {"running": schedule.round_running(root),
+                     "log": str(root / schedule.LOG_FILE)},
+        "report": str(reports[-1]) if reports else None,
+    }
+
+
+@server.command(TRAIN)
+def train_now(ls: CompilotServer, *args: Any) -> dict[str, Any]:
+    """Start one training round in a background process (the same as `compilot train`)."""
+    from compilot.training import schedule
+
+    root = settings_mod.data_dir(ls.settings)
+    log_path = root / schedule.LOG_FILE
+    try:
+        pid = schedule.start_round(root, ls.settings)
+    except (schedule.Busy, OSError) as exc:
+        return {"started": False, "message": str(exc), "log": str(log_path)}
+    return {"started": True, "log": str(log_path),
+            "message": f"training round started (pid {pid}); it logs to {log_path} and the "
+                       "server swaps in the adapter if the gate promotes it"}
 
 
 @server.command(SETTLE)

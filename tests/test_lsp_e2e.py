@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+from pathlib import Path
 
 import pytest
 import pytest_lsp
@@ -254,3 +255,50 @@ async def test_did_change_configuration_applies(client: LanguageClient) -> None:
     assert len(rows) == 1 and rows[0]["tokens"] <= 8
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
         settings={"compilot": {"completion": {"candidates": 2, "maxTokens": 32}}}))
+
+
+async def test_status_counts_today_and_partial_accepts(client: LanguageClient) -> None:
+    before = await command(client, "compilot.status")
+    assert before["adapter"] == "base" and before["error"] is None
+    assert before["model"].endswith(".gguf") and before["report"] is None
+    text = 'def double(x):\n    """Return twice x."""\n    '
+    uri = open_document(client, text + "\n")
+    items = await inline(client, uri, end_of(text))
+    assert items
+    first = items[0].command.arguments[0]
+    assert await command(client, "compilot.partiallyAccepted", first,
+                         {"length": 3, "kind": "word"}) is True
+    assert await command(client, "compilot.accepted", first) is True
+    await command(client, "compilot.settle")
+    after = await command(client, "compilot.status")
+    today, then = after["today"], before["today"]
+    assert today["shown"] == then["shown"] + len(items)
+    assert today["accepted"] == then["accepted"] + 1
+    assert today["checked"] == then["checked"] + 1
+    assert 0.0 < today["acceptRate"] <= 1.0
+    partial = query(DATA_DIR, "SELECT accepted_length FROM events WHERE candidate_id = ? "
+                    "AND kind = 'partial'", (first,))
+    assert [r["accepted_length"] for r in partial] == [3]
+    assert await command(client, "compilot.partiallyAccepted", "no-such-id", {}) is False
+
+
+async def test_train_now_starts_one_round_at_a_time(client: LanguageClient) -> None:
+    from compilot.training import schedule
+
+    # While some round holds the lock, a second is refused with the reason.
+    with schedule.locked(DATA_DIR / schedule.ROUND_LOCK, "training round"):
+        assert (await command(client, "compilot.status"))["training"]["running"] is True
+        refused = await command(client, "compilot.train")
+        assert refused["started"] is False and "running already" in refused["message"]
+    # Now it starts: a real `compilot train` child with the server's settings, which ask for
+    # more examples than the store holds; the child says so in the trainer's log.
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"compilot": {"training": {"minExamples": 100000}}}))
+    started = await command(client, "compilot.train")
+    assert started["started"] is True, started
+    log = Path(started["log"])
+    for _ in range(int(TIMEOUT / 0.5)):
+        if "not enough data" in log.read_text(errors="replace"):
+            break
+        await asyncio.sleep(0.5)
+    assert "training.min_examples = 100000" in log.read_text(errors="replace")

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 
-from compilot.settings import TrainerSettings
+from compilot.settings import SETTINGS_ENV, Settings, TrainerSettings, as_dict
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,39 @@ def file_logging(root: Path) -> Path:
 def round_command() -> list[str]:
     """The child that runs one round (the same interpreter and package as the trainer)."""
     return [sys.executable, "-m", "compilot", "train", "--quiet"]
+
+
+def round_running(root: Path) -> bool:
+    """Whether some process holds the round lock now."""
+    try:
+        with locked(root / ROUND_LOCK, "training round"):
+            return False
+    except Busy:
+        return True
+
+
+def start_round(root: Path, settings: Settings) -> int:
+    """Start one round in a detached child at the trainer's CPU priority, its output appended
+    to the trainer's log; returns its pid. Raises Busy when a round is running already (the
+    child takes the round lock itself, so a race between two starts still runs one round).
+
+    The child gets ``settings`` through ``COMPILOT_SETTINGS`` (the editor's options included)
+    and this data dir through ``COMPILOT_DATA_DIR``.
+    """
+    if round_running(root):
+        raise Busy(f"a training round is running already (lock {root / ROUND_LOCK})")
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    env = {**os.environ, SETTINGS_ENV: json.dumps(as_dict(settings)),
+           "COMPILOT_DATA_DIR": str(root)}
+    nice = settings.trainer.nice
+    with open(root / LOG_FILE, "ab") as out:
+        out.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} round started on request\n".encode())
+        out.flush()
+        child = subprocess.Popen(round_command(), stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                 preexec_fn=(lambda: os.nice(nice)) if nice else None)
+    threading.Thread(target=child.wait, name="round-reaper", daemon=True).start()  # no zombie
+    return child.pid
 
 
 def run_trainer(root: Path, settings: TrainerSettings, *, once: bool = False,
