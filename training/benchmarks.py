@@ -28,6 +28,7 @@ class Task:
     test: str  # code defining check(candidate); "" for a task without tests
     entry_point: str  # the function check() is given; "" when none
     language: str = "python"
+    broken: str = ""  # repair tasks: the broken body shown in the prompt, to be fixed
 
 
 def humaneval(limit: int | None = None, *, seed: int | None = None) -> list[Task]:
@@ -48,6 +49,32 @@ def from_jsonl(path: Path) -> list[Task]:
     reference), and optionally test, entry_point, language. Blank lines are skipped."""
     with open(path, encoding="utf-8") as f:
         return _tasks(f, Path(path))
+
+
+def repair_tasks(tasks: Iterable[Task], limit: int | None = None, *, seed: int = 0
+                 ) -> list[Task]:
+    """Program repair (the course project's task) built from tasks with references: each
+    reference body broken by a checker-confirmed one-edit corruption (the thesis's synthetic
+    negatives: a dropped ``)]}:`` or a misspelled keyword), shown above the prompt as a comment
+    block; the model writes the function again, fixed. Judged by the task's own tests (repair
+    pass rate) and the edit distance between the fix and the broken body (minimal repairs).
+    """
+    from compilot.feedback.datasets import synthetic_negative
+
+    out = []
+    for task in tasks:
+        if limit is not None and len(out) >= limit:
+            break
+        broken = synthetic_negative(task.prompt, task.reference, "\n", task.language,
+                                    seed=seed)
+        if broken is None:
+            continue
+        shown = "".join(f"# {line}".rstrip() + "\n"
+                        for line in (task.prompt + broken).strip("\n").split("\n"))
+        header = "# This version does not compile:\n" + shown + "# Fixed:\n"
+        out.append(Task(f"{task.task_id}/repair", header + task.prompt, task.reference,
+                        task.test, task.entry_point, task.language, broken))
+    return out
 
 
 def program(task: Task, completion: str) -> str:

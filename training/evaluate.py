@@ -26,7 +26,14 @@ from compilot.feedback.checks import blame, check_compile
 from compilot.server.engine import Engine, Sampling
 from compilot.server.languages import language_for
 from compilot.training import benchmarks, sandbox
-from compilot.training.metrics import at_k
+from compilot.training.metrics import (
+    at_k,
+    code_bleu,
+    edit_distance,
+    edit_similarity,
+    exact_match,
+    mean,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,8 @@ class Evaluation:
     adapter: str
     held_out: dict[str, Any] = field(default_factory=dict)
     humaneval: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The same suites scored on the model's unprocessed output (when asked for)."""
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,75 +89,125 @@ class Evaluator:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
 
-    def complete(self, prefix: str, suffix: str, language_id: str, *, raw: bool = False) -> str:
-        """The greedy completion the server would show first ("" when it shows none)."""
+    def complete(self, prefix: str, suffix: str, language_id: str, *, n: int = 1,
+                 temperature: float = 0.8, seed: int = 0) -> dict[str, list[str]]:
+        """``n`` completions, the first greedy, the rest sampled at ``temperature``, in both
+        modes from one generation.
+
+        "server": the candidates as the server ranks and cuts them, a candidate it would hide
+        counting as "" (the user sees nothing); "raw": the model's unprocessed texts in
+        sampling order.
+        """
         from compilot.server.completion import generate_ranked
 
-        sampling = Sampling(n=1, max_tokens=self.max_tokens, temperature=0.0, top_k=1,
-                            top_p=1.0, seed=0)
+        sampling = Sampling(n=n, max_tokens=self.max_tokens, temperature=temperature, top_k=40,
+                            top_p=0.95, seed=seed)
         ranked, texts = generate_ranked(self.engine, prefix, suffix,
                                         language_for(language_id), sampling)
-        if raw:
-            return texts[0] if texts else ""
-        shown = [r for r in ranked if r.shown]
-        return shown[0].text if shown else ""
+        return {"server": [r.text if r.shown else "" for r in ranked], "raw": list(texts)}
 
     def splices(self, p: Prompt, text: str) -> bool:
         """``text`` at the cursor introduces no error: neither tree-sitter's (every error node
         counts) nor the compiler's. Both, because a stored prompt is a window cut from its
         file: a window that starts inside a block already fails to compile, and Python's
         compiler reports only its first error, which would mask the completion's own."""
+        if not text.strip():
+            return False  # an empty completion offers the user nothing
         before, after = p.prefix + p.suffix, p.prefix + text + p.suffix
         if blame(before, after, p.language, stage="syntax").introduced:
             return False
         return not blame(before, after, p.language, timeout=self.timeout_s,
                          memory_mb=self.memory_mb).introduced
 
-    def held_out(self, prompts: Sequence[Prompt], *, raw: bool = False,
-                 progress: Callable[[], None] = lambda: None) -> dict[str, Any]:
-        compiled, empty = [], 0
+    def held_out(self, prompts: Sequence[Prompt], *, modes: Sequence[str] = ("server",),
+                 progress: Callable[[], None] = lambda: None) -> dict[str, dict[str, Any]]:
+        """compile@1 of the greedy completion at each prompt, per mode."""
+        compiled: dict[str, list[list[bool]]] = {m: [] for m in modes}
+        empty = dict.fromkeys(modes, 0)
         for p in prompts:
-            text = self.complete(p.prefix, p.suffix, p.language, raw=raw)
-            if not text.strip():
-                empty += 1
-                compiled.append([False])
-            else:
-                compiled.append([self.splices(p, text)])
+            texts = self.complete(p.prefix, p.suffix, p.language)
+            for mode in modes:
+                text = (texts[mode] or [""])[0]
+                empty[mode] += not text.strip()
+                compiled[mode].append([self.splices(p, text)])
             progress()
-        return {"prompts": len(prompts), "compile@1": _rate(compiled), "empty": empty}
+        return {m: {"prompts": len(prompts), "compile@1": _rate(compiled[m]),
+                    "empty": empty[m]} for m in modes}
 
-    def humaneval(self, tasks: Sequence[benchmarks.Task], *, raw: bool = False,
-                  progress: Callable[[], None] = lambda: None) -> dict[str, Any]:
-        compiled, executed, passed = [], [], []
-        for task in tasks:
-            text = self.complete(task.prompt, "", task.language, raw=raw)
-            result = check_compile(task.prompt + text, task.language, timeout=self.timeout_s,
-                                   memory_mb=self.memory_mb)
-            ok = result.status in ("ok", "unresolved")
-            compiled.append([ok])
-            if ok:
-                outcome = sandbox.run_python(benchmarks.program(task, text),
-                                             timeout=self.timeout_s, memory_mb=self.memory_mb)
-                executed.append([_passed_or_asserted(outcome)])
-                passed.append([outcome.status == "passed"])
-            else:
-                executed.append([False])
-                passed.append([False])
+    def score(self, task: benchmarks.Task, text: str) -> tuple[bool, bool, bool]:
+        """(compiles, runs, passes) of ``text`` completing ``task``: compile() then the test
+        program in the sandbox; "runs" means it ended or stopped on an AssertionError."""
+        if not text.strip():
+            return False, False, False
+        result = check_compile(task.prompt + text, task.language, timeout=self.timeout_s,
+                               memory_mb=self.memory_mb)
+        if result.status not in ("ok", "unresolved"):
+            return False, False, False
+        if not task.test:
+            return True, False, False
+        outcome = sandbox.run_python(benchmarks.program(task, text), timeout=self.timeout_s,
+                                     memory_mb=self.memory_mb)
+        return True, _passed_or_asserted(outcome), outcome.status == "passed"
+
+    def suite(self, tasks: Sequence[benchmarks.Task], *, modes: Sequence[str] = ("server",),
+              n: int = 1, ks: Sequence[int] = (1,), temperature: float = 0.8,
+              codebleu: bool = False,
+              progress: Callable[[], None] = lambda: None) -> dict[str, dict[str, Any]]:
+        """Per mode: compile@k, exec@k and pass@k (unbiased, from ``n`` samples each) for every
+        k in ``ks``; exact match, edit similarity and (``codebleu``) CodeBLEU of the greedy
+        sample against the reference."""
+        ks = [k for k in ks if k <= n]
+        outcomes: dict[str, list[list[tuple[bool, bool, bool]]]] = {m: [] for m in modes}
+        greedy: dict[str, list[str]] = {m: [] for m in modes}
+        for number, task in enumerate(tasks):
+            texts = self.complete(task.prompt, "", task.language, n=n,
+                                  temperature=temperature, seed=number)
+            for mode in modes:
+                samples = (texts[mode] + [""] * n)[:n]
+                outcomes[mode].append([self.score(task, text) for text in samples])
+                greedy[mode].append(samples[0])
             progress()
-        return {"problems": len(tasks), "compile@1": _rate(compiled),
-                "exec@1": _rate(executed), "pass@1": _rate(passed)}
+        out = {}
+        for mode in modes:
+            figures: dict[str, Any] = {"problems": len(tasks), "samples": n}
+            for k in ks:
+                for i, metric in enumerate(("compile", "exec", "pass")):
+                    figures[f"{metric}@{k}"] = _rate(
+                        [[s[i] for s in samples] for samples in outcomes[mode]], k)
+            pairs = [(text, t.reference) for text, t in zip(greedy[mode], tasks, strict=True)
+                     if t.reference]
+            figures["exact_match"] = round(mean(
+                [float(exact_match(a, b)) for a, b in pairs]), 4) if pairs else None
+            figures["edit_similarity"] = round(mean(
+                [edit_similarity(a.strip(), b.strip()) for a, b in pairs]), 4) if pairs else None
+            repairs = [(text, t.broken) for text, t in zip(greedy[mode], tasks, strict=True)
+                       if t.broken]
+            if repairs:
+                # The course project's repair figures: how often the fix passes the tests, and
+                # how far it moved from the broken input (smaller: a more minimal repair).
+                figures["repair_pass_rate"] = round(mean(
+                    [float(s[0][2]) for s, t in zip(outcomes[mode], tasks, strict=True)
+                     if t.broken]), 4)
+                figures["edit_distance_to_broken"] = round(mean(
+                    [float(edit_distance(a.strip("\n"), b.strip("\n"))) for a, b in repairs]), 1)
+            if codebleu and pairs:
+                figures.update(code_bleu([a for a, _ in pairs], [b for _, b in pairs],
+                                         tasks[0].language))
+            out[mode] = figures
+        return out
 
     def evaluate(self, version: str, adapter: Path | None, prompts: Sequence[Prompt],
-                 tasks: Sequence[benchmarks.Task], *, raw: bool = False,
+                 tasks: Sequence[benchmarks.Task], *, modes: Sequence[str] = ("server",),
                  progress: Callable[[], None] = lambda: None) -> Evaluation:
-        """Both suites with ``adapter`` applied (None: the base alone)."""
+        """Both suites with ``adapter`` applied (None: the base alone), in each mode."""
         started = time.perf_counter()
         self.engine.set_adapter(adapter)
         out = Evaluation(version)
-        if prompts:
-            out.held_out = self.held_out(prompts, raw=raw, progress=progress)
-        if tasks:
-            out.humaneval = self.humaneval(tasks, raw=raw, progress=progress)
+        held = self.held_out(prompts, modes=modes, progress=progress) if prompts else {}
+        human = self.suite(tasks, modes=modes, progress=progress) if tasks else {}
+        out.held_out, out.humaneval = held.get("server", {}), human.get("server", {})
+        if "raw" in modes:
+            out.raw = {"held_out": held.get("raw", {}), "humaneval": human.get("raw", {})}
         out.seconds = round(time.perf_counter() - started, 2)
         log.info("evaluated %s: %s %s (%.1fs)", version, out.held_out, out.humaneval,
                  out.seconds)
@@ -158,5 +217,5 @@ class Evaluator:
         self.engine.llm.close()
 
 
-def _rate(results: list[list[bool]]) -> float | None:
-    return round(at_k(results, 1), 4) if results else None
+def _rate(results: list[list[bool]], k: int = 1) -> float | None:
+    return round(at_k(results, k), 4) if results else None

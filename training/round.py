@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,8 +105,21 @@ def _steps_callback(progress: Progress, method: str) -> Any:
 
 def evaluate_pair(settings: Settings, model: Path, serving: tuple[str, Path | None],
                   candidate: tuple[str, Path | None], prompts: list[Any],
-                  progress: Progress | None = None) -> tuple[Evaluation, Evaluation]:
-    """Both models on the same held-out prompts and HumanEval sample."""
+                  progress: Progress | None = None, *, known: Evaluation | None = None,
+                  modes: tuple[str, ...] = ("server",)) -> tuple[Evaluation, Evaluation]:
+    """Both models on the same held-out prompts and HumanEval sample; ``known`` is the serving
+    model's evaluation on exactly these when the caller has it (it is not run again)."""
+    out = [] if known is None else [known]
+    todo = (serving, candidate) if known is None else (candidate,)
+    out += evaluate_models(settings, model, todo, prompts, progress, modes=modes)
+    return out[0], out[1]
+
+
+def evaluate_models(settings: Settings, model: Path, models: Sequence[tuple[str, Path | None]],
+                    prompts: list[Any], progress: Progress | None = None, *,
+                    modes: tuple[str, ...] = ("server",)) -> list[Evaluation]:
+    """Each (version, adapter) on the held-out prompts and the gate's HumanEval sample, with
+    one engine on the base GGUF."""
     gate = settings.gate
     tasks = benchmarks.humaneval(gate.humaneval, seed=settings.training.seed) \
         if gate.humaneval else []
@@ -114,21 +128,30 @@ def evaluate_pair(settings: Settings, model: Path, serving: tuple[str, Path | No
                           n_ctx=settings.model.n_ctx)
     try:
         out = []
-        for version, path in (serving, candidate):
+        for version, path in models:
             tick = lambda: None  # noqa: E731
             if progress is not None:
                 task = progress.add_task(f"evaluating {version}",
                                          total=len(prompts) + len(tasks))
                 tick = lambda task=task: progress.advance(task)  # noqa: E731
-            out.append(evaluator.evaluate(version, path, prompts, tasks, progress=tick))
-        return out[0], out[1]
+            out.append(evaluator.evaluate(version, path, prompts, tasks, modes=modes,
+                                          progress=tick))
+        return out
     finally:
         evaluator.close()
 
 
 def run_round(settings: Settings, *, dataset: Path | None = None, method: str | None = None,
-              progress: Progress | None = None, promote: bool = True) -> RoundResult:
-    """One round now. Raises ``train.TrainingError`` when there is nothing to train on."""
+              progress: Progress | None = None, promote: bool = True,
+              held_out: list[Any] | None = None, known: dict[str, Evaluation] | None = None,
+              modes: tuple[str, ...] = ("server",)) -> RoundResult:
+    """One round now. Raises ``train.TrainingError`` when there is nothing to train on.
+
+    ``held_out``: the gate's prompts instead of the data's test split (the demo holds out
+    whole tasks of its own); ``known``: evaluations by version on those same prompts, reused
+    for the serving model and extended with the candidate's; ``modes``: also score the raw
+    output ("raw"), for reports (the gate judges what the server shows).
+    """
     from compilot.feedback.store import Store
     from compilot.training.base import materialize
 
@@ -187,9 +210,14 @@ def run_round(settings: Settings, *, dataset: Path | None = None, method: str | 
 
     if promote:
         serving_gguf = registry.current_gguf()
+        prompts = round_data.held_out if held_out is None else held_out
         old, new = evaluate_pair(settings, model, (serving, serving_gguf),
                                  (version, registry.root / version / "adapter.gguf"),
-                                 round_data.held_out, progress)
+                                 prompts, progress, modes=modes,
+                                 known=(known or {}).get(serving))
+        if known is not None:
+            known.setdefault(serving, old)
+            known[version] = new
         ok, why = judge(old, new, settings.gate)
         result.evaluation = {"serving": old.as_dict(), "candidate": new.as_dict()}
         result.verdict = why
