@@ -49,44 +49,23 @@ def serve(
 
 @app.command()
 def demo(
-    size: Annotated[int, typer.Option(help="Number of functions to complete.")] = 8,
-    seed: Annotated[int, typer.Option(help="Which functions (reproducible).")] = 0,
-    max_tokens: Annotated[int, typer.Option(help="Tokens per candidate at most.")] = 64,
+    rounds: Annotated[int, typer.Option(help="Training rounds after the first session.")] = 2,
+    size: Annotated[str, typer.Option(help="tiny | small | default: tasks per round, "
+                                           "held-out sizes and training budget.")
+                    ] = "default",
+    seed: Annotated[int, typer.Option(help="Which functions, and the training seed.")] = 0,
 ) -> None:
-    """A scripted editor session against `compilot serve` on the embedded model."""
-    from compilot.demo import run_demo
+    """The whole loop on the embedded model, headless: editor sessions over LSP, compile
+    checks, the user's fixes, training rounds, the gate, live swaps; a report at the end."""
+    from compilot.demo import SIZES, run_demo
 
-    asyncio.run(run_demo(size=size, seed=seed, max_tokens=max_tokens))
-
-
-STATS_SQL = """
-WITH accepted AS (
-    SELECT DISTINCT candidate_id AS id FROM events WHERE kind = 'accepted'
-), compiled AS (
-    SELECT candidate_id AS id,
-           max(stage = 'compile' AND introduced = 1 AND status IN ('syntax', 'type')) AS bad,
-           max(stage = 'compile') AS checked
-    FROM checks GROUP BY candidate_id
-), survived AS (
-    SELECT s.candidate_id AS id, s.share FROM survival s
-    WHERE s.id = (SELECT max(id) FROM survival WHERE candidate_id = s.candidate_id)
-)
-SELECT r.language, r.adapter,
-       count(*) AS shown,
-       count(a.id) AS accepted,
-       sum(a.id IS NOT NULL AND c.parsed = 1) AS accepted_parsed,
-       sum(a.id IS NOT NULL AND k.checked = 1) AS accepted_checked,
-       sum(a.id IS NOT NULL AND k.checked = 1 AND k.bad = 0) AS accepted_compiled,
-       avg(CASE WHEN a.id IS NOT NULL THEN v.share END) AS survival
-FROM candidates c
-JOIN requests r ON r.id = c.request_id
-LEFT JOIN accepted a ON a.id = c.id
-LEFT JOIN compiled k ON k.id = c.id
-LEFT JOIN survived v ON v.id = c.id
-WHERE c.shown = 1
-GROUP BY r.language, r.adapter
-ORDER BY r.language, r.adapter
-"""
+    if size not in SIZES:
+        raise typer.BadParameter(f"--size must be one of {', '.join(SIZES)}, not {size!r}")
+    if rounds < 1:
+        raise typer.BadParameter("--rounds must be at least 1")
+    _logging("warning")
+    _quiet_libraries()
+    asyncio.run(run_demo(rounds=rounds, size=size, seed=seed))
 
 
 def _share(part: int | None, whole: int | None) -> str:
@@ -104,7 +83,7 @@ def stats(
 
     settings, _ = settings_mod.load()
     store = Store.in_dir(settings_mod.data_dir(settings))
-    rows = [dict(row) for row in store.query(STATS_SQL)]
+    rows = store.summary()
     if as_json:
         print(json.dumps({"path": str(store.path), "counts": store.counts(), "by": rows}))
         return
@@ -392,6 +371,122 @@ def trainer(
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
     err.print(f"compilot trainer: {rounds} round(s) run")
+
+
+@app.command("eval")
+def evaluate(
+    benchmark: Annotated[str, typer.Option(help="humaneval | held-out (the store's test "
+                                                "split) | repair (HumanEval with broken "
+                                                "bodies to fix) | a JSONL file of "
+                                                "HumanEval's shape")] = "humaneval",
+    adapter: Annotated[str, typer.Option(help="current | base | an adapter VERSION")
+                       ] = "current",
+    limit: Annotated[int | None, typer.Option(help="Only the first N problems.")] = None,
+    samples: Annotated[int, typer.Option(help="Samples per problem (n of pass@k).")] = 1,
+    k: Annotated[str, typer.Option(help="Comma-separated k values (each <= samples).")] = "1",
+    temperature: Annotated[float, typer.Option(help="Of the samples after the first.")] = 0.8,
+    max_tokens: Annotated[int | None, typer.Option(help="Tokens per completion (default: "
+                                                        "gate.max_tokens).")] = None,
+    raw: Annotated[bool, typer.Option(help="Score the model's unprocessed output instead of "
+                                           "what the server shows.")] = False,
+    both: Annotated[bool, typer.Option(help="Score both, from the same generations.")] = False,
+    codebleu: Annotated[bool, typer.Option(help="Also CodeBLEU against the references.")
+                        ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Evaluate the serving model or an adapter: compile@k, exec@k, pass@k, exact match, edit
+    similarity, CodeBLEU; repair pass rate and edit distance (generated code runs only in the
+    sandbox). Results are stored in the data dir and with the adapter's metadata."""
+    import time
+
+    from rich.progress import Progress
+
+    from compilot.models import resolve_model_path
+    from compilot.training import benchmarks
+    from compilot.training.evaluate import Evaluator
+    from compilot.training.registry import BASE, Registry, RegistryError
+
+    settings, _ = settings_mod.load()
+    root = settings_mod.data_dir(settings)
+    registry = Registry(root / "adapters")
+    version = registry.current() if adapter == "current" else adapter
+    try:
+        path = None if version == BASE else registry.root / registry.info(version).version / \
+            "adapter.gguf"
+    except RegistryError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    try:
+        ks = sorted({int(v) for v in k.split(",") if v.strip()})
+    except ValueError as exc:
+        raise typer.BadParameter(f"--k must be integers like 1,5, not {k!r}") from exc
+    if samples < 1 or not ks or max(ks) > samples:
+        raise typer.BadParameter(f"--k values {ks} need --samples >= {max(ks or [1])}")
+    modes = ("server", "raw") if both else ("raw",) if raw else ("server",)
+    tasks: list[benchmarks.Task] = []
+    if benchmark == "humaneval":
+        tasks = benchmarks.humaneval(limit)
+    elif benchmark == "repair":
+        tasks = benchmarks.repair_tasks(benchmarks.humaneval(), limit)
+    elif benchmark != "held-out":
+        try:
+            tasks = benchmarks.from_jsonl(Path(benchmark))[:limit]
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(str(exc)) from exc
+    evaluator = Evaluator(resolve_model_path(settings.model.path),
+                          max_tokens=max_tokens or settings.gate.max_tokens,
+                          n_threads=settings.model.n_threads, n_ctx=settings.model.n_ctx,
+                          timeout_s=settings.gate.timeout_s)
+    evaluator.engine.set_adapter(path)
+    started = time.perf_counter()
+    with Progress(console=err, disable=as_json) as progress:
+        if benchmark == "held-out":
+            from compilot.feedback import datasets as fd
+            from compilot.feedback.store import Store
+            from compilot.training.evaluate import held_out_prompts
+
+            built = fd.build(Store.in_dir(root), fd.DatasetOptions(
+                kind="events", held_out=settings.datasets.held_out))
+            prompts = held_out_prompts(built["test"], limit or settings.gate.held_out_prompts)
+            task = progress.add_task("held-out prompts", total=len(prompts))
+            figures = evaluator.held_out(prompts, modes=modes,
+                                         progress=lambda: progress.advance(task))
+        else:
+            task = progress.add_task(benchmark, total=len(tasks))
+            figures = evaluator.suite(tasks, modes=modes, n=samples, ks=ks,
+                                      temperature=temperature, codebleu=codebleu,
+                                      progress=lambda: progress.advance(task))
+    evaluator.close()
+    name = Path(benchmark).stem
+    result = {"benchmark": benchmark, "adapter": version, "max_tokens": evaluator.max_tokens,
+              "seconds": round(time.perf_counter() - started, 1), "modes": figures}
+    out_dir = root / "evaluations"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stored = out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{version}-{name}-{'-'.join(modes)}.json"
+    stored.write_text(json.dumps(result, indent=2))
+    if version != BASE:
+        registry.record(version, {f"eval:{name}:{mode}": value
+                                  for mode, value in figures.items()})
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    Console().print(_figures_table(f"{benchmark} — {version}, {result['seconds']} s", figures))
+    err.print(f"stored in {stored}")
+
+
+def _figures_table(title: str, figures: dict[str, dict[str, object]]) -> object:
+    """A rich table: one row per metric, one column per mode."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    for mode in figures:
+        table.add_column(mode, justify="right")
+    metrics = list(dict.fromkeys(key for values in figures.values() for key in values))
+    for metric in metrics:
+        cells = [figures[mode].get(metric) for mode in figures]
+        table.add_row(metric, *("-" if v is None else _fmt(v) if isinstance(v, float)
+                                else str(v) for v in cells))
+    return table
 
 
 @app.command()
