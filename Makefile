@@ -21,7 +21,10 @@ LLAMA_FLAVOUR ?= native
 endif
 LLAMA_WHEELS ?= $(HOME)/.cache/compilot/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_FLAVOUR)
 
-.PHONY: install demo test bench lint clean
+VSCODE := editor-clients/vscode
+VSCODE_DEPS := $(VSCODE)/node_modules/.package-lock.json
+
+.PHONY: install demo test bench lint clean vscode-package
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,8 +48,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/compilot demo
 
-test: $(STAMP)
+# The VS Code extension's own dependencies (npm ci reruns only when the lockfile changes).
+$(VSCODE_DEPS): $(VSCODE)/package-lock.json
+	cd $(VSCODE) && npm ci --no-audit --no-fund
+
+test: $(STAMP) $(VSCODE_DEPS)
 	$(PY) -m pytest -q
+	cd $(VSCODE) && COMPILOT_PYTHON=$(abspath $(PY)) npm test
+
+vscode-package: $(VSCODE_DEPS)
+	cd $(VSCODE) && npm run package
 
 bench: $(STAMP)
 	$(PY) bench/latency.py
@@ -58,4 +69,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(VSCODE)/node_modules $(VSCODE)/out $(VSCODE)/*.vsix

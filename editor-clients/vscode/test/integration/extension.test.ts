@@ -1,0 +1,149 @@
+// The extension itself (extension.ts: vscode-languageclient, its middleware, the status item,
+// the restart policy) activated in a fake VS Code (test/vscode-fake.ts) against the real
+// server: a smoke test of the wiring that the vscode-free modules' tests cannot see.
+
+import assert from "node:assert/strict";
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { after, before, describe, test } from "node:test";
+import { ROOT, defaults } from "../fakes";
+import { CancellationTokenSource, FakeVscode, InlineCompletionList, Position, document } from "../vscode-fake";
+
+const PYTHON = process.env.COMPILOT_PYTHON || path.resolve(ROOT, "..", "..", ".venv", "bin", "python");
+const TIMEOUT_MS = 90_000;
+
+async function until<T>(what: string, probe: () => T | undefined | false, ms = TIMEOUT_MS): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const value = probe();
+    if (value) {
+      return value;
+    }
+    if (Date.now() > end) {
+      throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Child processes of this test (the server the language client started). */
+function children(): number[] {
+  try {
+    return execFileSync("ps", ["-o", "pid=,comm=", "--ppid", String(process.pid)]).toString().trim().split("\n")
+      .map((line) => line.trim().split(/\s+/)).filter(([, comm]) => comm !== "ps").map(([pid]) => Number(pid)).filter((n) => n > 0);
+  } catch {
+    return [];
+  }
+}
+
+// One fake for the file: the extension and vscode-languageclient bind `vscode` when loaded.
+const fake = new FakeVscode();
+fake.install();
+const extension = require("../../src/extension") as typeof import("../../src/extension");
+
+describe("the extension in a fake VS Code, against the real server", { timeout: 4 * TIMEOUT_MS }, () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "compilot-ext-"));
+  const text = 'def greet(name):\n    """Return a greeting for name."""\n    return ';
+  const doc = document(path.join(tmp, "greet.py"), "python", text + "\n");
+  const item = () => fake.statusItems[0];
+
+  before(() => {
+    fake.defaults = defaults();
+    fake.settings = new Map<string, unknown>([
+      ["server.interpreter", PYTHON],
+      ["server.env", { COMPILOT_DATA_DIR: path.join(tmp, "data"), COMPILOT_CONFIG: path.join(tmp, "none.toml") }],
+      ["completion.maxTokens", 16],
+      ["completion.candidates", 1],
+      ["debounceMs", 50],
+    ]);
+    fake.documents.push(doc);
+  });
+
+  after(async () => {
+    await extension.deactivate();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test("activates: starts the server, registers the inline provider and the commands, shows the status", async () => {
+    extension.activate({ subscriptions: [] } as never);
+    await until("the status item to show the serving adapter", () => /base · acc/.test(item()?.text ?? ""));
+    assert.equal(item().visible, true);
+    assert.equal(fake.providers("InlineCompletionItem").length, 1);
+    for (const command of ["compilot.showMenu", "compilot.dismiss", "compilot.accepted", "compilot.status"]) {
+      assert.ok(fake.commandHandlers.has(command), command);
+    }
+    assert.deepEqual(fake.messages.filter((m) => m.level !== "info"), []);
+  });
+
+  test("an inline completion is shown, accepted through the item's command, and counted in the status", async (t) => {
+    const provider = fake.providers("InlineCompletionItem")[0] as {
+      provideInlineCompletionItems(...args: unknown[]): Promise<InlineCompletionList | undefined>;
+    };
+    const lines = text.split("\n");
+    const at = new Position(lines.length - 1, lines[lines.length - 1].length);
+    const started = Date.now();
+    const result = await provider.provideInlineCompletionItems(doc, at, { triggerKind: 1, selectedCompletionInfo: undefined },
+      new CancellationTokenSource().token);
+    const top = result?.items[0] as { insertText: string; command: { command: string; arguments: unknown[] } } | undefined;
+    assert.ok(top, "no inline completion");
+    t.diagnostic(`completion ${JSON.stringify(top.insertText)} in ${Date.now() - started} ms`);
+    assert.equal(fake.contexts.get("compilot.suggestionShown"), true);
+    const commands = fake.module.commands as { executeCommand(id: string, ...args: unknown[]): Promise<unknown> };
+    assert.equal(await commands.executeCommand(top.command.command, ...top.command.arguments), true);
+    assert.equal(fake.contexts.get("compilot.suggestionShown"), false);
+    await until("the status item to count the accept", () => / acc 100% /.test(item().text));
+  });
+
+  test("the menu's statistics open a document with today's figures", async () => {
+    fake.pick = (items) => items.find((i) => i.label.includes("statistics"));
+    await fake.commandHandlers.get("compilot.showMenu")!();
+    const opened = await until("the statistics document", () => fake.opened.at(-1));
+    assert.match(opened.content ?? "", /\| accepted \| 1 \(100%\) \|/);
+  });
+
+  test("a server that dies is restarted, with a notification", async () => {
+    const pids = children();
+    assert.ok(pids.length > 0, "no server process");
+    for (const pid of pids) {
+      process.kill(pid, "SIGKILL");
+    }
+    await until("the restart notification", () => fake.messages.find((m) => /restarting it \(1 of 5\)/.test(m.message)));
+    await until("the status item after the restart", () => /base · acc/.test(item().text));
+    assert.notDeepEqual(children(), pids);
+  });
+  test("changing how the server starts restarts it; other settings are sent to the running server", async () => {
+    const before = children();
+    fake.settings.set("completion.maxTokens", 8);
+    fake.didChangeConfiguration.fire({ affectsConfiguration: (s) => ["compilot", "compilot.completion", "compilot.completion.maxTokens"].includes(s) });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(children(), before);
+    const env = fake.settings.get("server.env") as Record<string, string>;
+    fake.settings.set("server.env", { ...env, COMPILOT_TEST_MARK: "1" });
+    fake.didChangeConfiguration.fire({ affectsConfiguration: (s) => ["compilot", "compilot.server", "compilot.server.env"].includes(s) });
+    await until("a new server process", () => children().length > 0 && !children().some((pid) => before.includes(pid)));
+    await until("the status item after the restart", () => /base · acc/.test(item().text));
+  });
+});
+
+describe("the extension with a server that cannot start", { timeout: TIMEOUT_MS }, () => {
+  test("an error names the setting to fix; the status item shows it; nothing restarts", async () => {
+    fake.messages.length = 0;
+    fake.statusItems.length = 0;
+    fake.settings = new Map<string, unknown>([["server.command", "/nonexistent/bin/compilot"], ["server.interpreter", PYTHON]]);
+    try {
+      extension.activate({ subscriptions: [] } as never);
+      const error = await until("the error message", () => fake.messages.find((m) => m.level === "error"), 20_000);
+      assert.match(error.message, /could not start the server \(\/nonexistent\/bin\/compilot serve\)/);
+      assert.match(error.message, /compilot\.server\.command/);
+      assert.deepEqual(error.items, ["Open Settings", "Show Log"]);
+      assert.equal(fake.messages.filter((m) => m.level === "error").length, 1);
+      assert.equal(fake.statusItems[0].text, "$(warning) compilot");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.deepEqual(fake.messages.filter((m) => /restarting/.test(m.message)), []);
+    } finally {
+      await extension.deactivate();
+    }
+  });
+});
