@@ -321,6 +321,9 @@ async def run_demo(*, rounds: int, size: str, seed: int) -> Path:
     root = home / "demo" / stamp
     workdir = root / "files"
     workdir.mkdir(parents=True, exist_ok=True)
+    # Everything this run does (the server, the rounds, the registry) uses the run's folder;
+    # COMPILOT_DATA_DIR outranks the settings, so it is the one to set.
+    os.environ["COMPILOT_DATA_DIR"] = str(root)
     settings = demo_settings(chosen, root, seed)
     model = embedded_model_path()
     started = time.perf_counter()
