@@ -261,11 +261,13 @@ def test_a_killed_round_changes_nothing(collected: Path, base_checkpoint: Path,
 
 # -- the gate -----------------------------------------------------------------------------------
 
-def _eval(version: str, compile1: float | None, pass1: float | None = None) -> Any:
+def _eval(version: str, compile1: float | None, pass1: float | None = None,
+          raw1: float | None = None) -> Any:
     from compilot.training.evaluate import Evaluation
 
     return Evaluation(version, {} if compile1 is None else {"compile@1": compile1},
-                      {} if pass1 is None else {"pass@1": pass1})
+                      {} if pass1 is None else {"pass@1": pass1},
+                      {} if raw1 is None else {"held_out": {"compile@1": raw1}})
 
 
 @pytest.mark.parametrize("serving, candidate, promoted, why", [
@@ -275,6 +277,13 @@ def _eval(version: str, compile1: float | None, pass1: float | None = None) -> A
     pytest.param((0.5, 0.30), (0.8, 0.20), False, "pass@1 fell", id="pass-drop"),
     pytest.param((0.5, 0.30), (0.8, 0.27), True, "pass@1", id="pass-within-tolerance"),
     pytest.param((None, None), (0.9, None), False, "no held-out", id="no-held-out"),
+    pytest.param((0.9, 0.1, 0.4), (0.9, 0.1, 0.8), True, "raw 0.400 -> 0.800",
+                 id="tie-shown-raw-better"),
+    pytest.param((0.9, 0.1, 0.4), (0.9, 0.1, 0.4), False, "does not beat", id="tie-both"),
+    pytest.param((0.9, 0.3, 0.4), (0.9, 0.1, 0.8), False, "pass@1 fell",
+                 id="tie-shown-raw-better-pass-drop"),
+    pytest.param((0.9, None, 0.9), (0.8, None, 1.0), False, "does not beat",
+                 id="raw-never-outweighs-a-worse-shown"),
 ])
 def test_judge(serving: tuple, candidate: tuple, promoted: bool, why: str) -> None:
     ok, reason = judge(_eval("s", *serving), _eval("c", *candidate), Settings().gate)
