@@ -295,6 +295,7 @@ def _quiet_libraries() -> None:
     import datasets
     import transformers
 
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF loader uses plain tqdm
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()

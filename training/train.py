@@ -74,7 +74,7 @@ def choose(requested: str, counts: dict[str, int], min_examples: int) -> Choice:
                              "undesirable labels: KTO")
     if sft >= min_examples:
         return Choice("sft", f"{pairs} pairs, labels {good}/{bad} (KTO needs both kinds); "
-                             f"{sft} revisions: SFT")
+                             f"{sft} revisions and kept completions: SFT")
     raise TrainingError(
         f"not enough data for a round: {pairs} pairs, {good} desirable and {bad} undesirable "
         f"labels, {sft} revisions (each method needs training.min_examples = {min_examples})")
