@@ -49,7 +49,7 @@ def plots(rounds: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("rate")
-    axes[1].legend(fontsize=8, loc="upper left")
+    axes[1].legend(fontsize=8, loc="best")
     out.append(("Held-out figures of each round's model", _png(fig)))
     plt.close(fig)
 

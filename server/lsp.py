@@ -333,7 +333,7 @@ def status(ls: CompilotServer, *args: Any) -> dict[str, Any]:
     return {
         "version": __version__,
         "adapter": service.adapter if service else None,
-        "model": str(service.engine.path) if service and service.engine else None,
+        "model": str(service.engine.path) if service and service.engine else _model_path(ls),
         "error": service.engine_error if service else "the server has not started yet",
         "today": {"shown": shown, "accepted": accepted,
                   "acceptRate": round(accepted / shown, 4) if shown else None,
@@ -343,6 +343,16 @@ def status(ls: CompilotServer, *args: Any) -> dict[str, Any]:
                      "log": str(root / schedule.LOG_FILE)},
         "report": str(reports[-1]) if reports else None,
     }
+
+
+def _model_path(ls: CompilotServer) -> str | None:
+    """The configured model, before the engine has loaded it (it loads on first use)."""
+    from compilot.models import resolve_model_path
+
+    try:
+        return str(resolve_model_path(ls.settings.model.path))
+    except (OSError, RuntimeError, ValueError):
+        return None
 
 
 @server.command(TRAIN)

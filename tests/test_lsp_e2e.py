@@ -268,6 +268,12 @@ async def test_status_counts_today_and_partial_accepts(client: LanguageClient) -
     first = items[0].command.arguments[0]
     assert await command(client, "compilot.partiallyAccepted", first,
                          {"length": 3, "kind": "word"}) is True
+    # As an editor does: the item goes into the document, then its command runs.
+    at = end_of(text)
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangePartial(
+            range=types.Range(start=at, end=at), text=items[0].insert_text)]))
     assert await command(client, "compilot.accepted", first) is True
     await command(client, "compilot.settle")
     after = await command(client, "compilot.status")
@@ -294,11 +300,19 @@ async def test_train_now_starts_one_round_at_a_time(client: LanguageClient) -> N
     # more examples than the store holds; the child says so in the trainer's log.
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
         settings={"compilot": {"training": {"minExamples": 100000}}}))
+    log = DATA_DIR / "trainer.log"
+    before = log.stat().st_size if log.exists() else 0
     started = await command(client, "compilot.train")
     assert started["started"] is True, started
-    log = Path(started["log"])
+    assert Path(started["log"]) == log
+
+    def written() -> str:  # what this round's child wrote, rich's line wrapping undone
+        with open(log, "rb") as f:
+            f.seek(before)
+            return " ".join(f.read().decode(errors="replace").split())
+
     for _ in range(int(TIMEOUT / 0.5)):
-        if "not enough data" in log.read_text(errors="replace"):
+        if "not enough data" in written():
             break
         await asyncio.sleep(0.5)
-    assert "training.min_examples = 100000" in log.read_text(errors="replace")
+    assert "training.min_examples = 100000" in written()

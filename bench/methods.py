@@ -1,0 +1,91 @@
+"""Which learning step moves the model on one editor session's data: KTO, DPO + SFT term, SFT.
+
+Takes the store of a `compilot demo` run (its first round's completions, all made by the base
+model), trains one round per method and learning rate on a fresh copy of it, and scores each
+adapter on the demo's held-out prompts (raw output and what the server shows), against the
+base's figures that the demo recorded. Prints a table.
+
+    .venv/bin/python bench/methods.py                   # the newest demo run in the data dir
+    .venv/bin/python bench/methods.py --run DIR --runs sft:5e-4,kto:2e-4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from compilot import settings as settings_mod
+from compilot.cli import _quiet_libraries
+from compilot.demo import SIZES, demo_settings, held_out_prompts, split_tasks
+from compilot.training import round as round_mod
+from compilot.training.evaluate import Evaluation
+from compilot.training.registry import BASE
+
+
+def newest_run(home: Path) -> Path:
+    runs = sorted((home / "demo").glob("*/events.db"))
+    if not runs:
+        raise SystemExit(f"no demo run under {home / 'demo'}: run `compilot demo` first")
+    return runs[-1].parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, help="a demo run folder (holds events.db)")
+    parser.add_argument("--runs", default="kto:2e-4,dpo:2e-4,sft:2e-4,sft:5e-4",
+                        help="method:learning-rate pairs")
+    args = parser.parse_args()
+    _quiet_libraries()
+    home = settings_mod.data_dir(settings_mod.load()[0])
+    run = args.run or newest_run(home)
+    summary = json.loads((home / "reports" / f"demo-{run.name}.json").read_text())
+    setup = summary["setup"]
+    size = SIZES[setup["size"]]
+    held, _ = split_tasks(size, setup["rounds"], setup["seed"])
+    base_eval = Evaluation(**summary["rounds"][0]["evaluation"])
+    # The gate's HumanEval sample is left out here: the question is the held-out prompts.
+    base_eval.humaneval, base_eval.raw["humaneval"] = {}, {}
+    checkpoint = next(iter(sorted((home / round_mod.CACHE_DIR / "base").iterdir())), None)
+
+    table = Table(title=f"one round on {run.name}'s first session (held-out compile@1)")
+    for column in ("method", "lr", "rows", "steps", "train s", "raw", "shown", "gate"):
+        table.add_column(column, justify="left" if column in ("method", "gate") else "right")
+    base = base_eval.raw["held_out"]["compile@1"], base_eval.held_out["compile@1"]
+    table.add_row("base", "", "", "", "", f"{base[0]:.2f}", f"{base[1]:.2f}", "")
+    for spec in args.runs.split(","):
+        method, lr = spec.split(":")
+        with tempfile.TemporaryDirectory(prefix="compilot-methods-") as tmp:
+            root = Path(tmp)
+            shutil.copy(run / "events.db", root / "events.db")
+            os.environ["COMPILOT_DATA_DIR"] = str(root)
+            settings = demo_settings(size, root, setup["seed"])
+            settings = replace(
+                settings, training=replace(settings.training, method=method,
+                                           learning_rate=float(lr),
+                                           base=str(checkpoint) if checkpoint else None),
+                gate=replace(settings.gate, humaneval=0))
+            prompts = held_out_prompts(held, settings)
+            started = time.perf_counter()
+            result = round_mod.run_round(settings, held_out=prompts, known={BASE: base_eval})
+            candidate = result.evaluation["candidate"]
+            report = result.report
+            table.add_row(method, lr, str(report.examples), str(report.steps),
+                          f"{report.train_s:.0f}",
+                          f"{candidate['raw']['held_out']['compile@1']:.2f}",
+                          f"{candidate['held_out']['compile@1']:.2f}",
+                          ("promoted" if result.promoted else "rejected")
+                          + f" ({time.perf_counter() - started:.0f} s)")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
