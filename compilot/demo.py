@@ -54,12 +54,11 @@ class Size:
     method: str = "sft"
 
 
-# The method and learning rate were measured on one default-size session of the embedded model
-# (48 completions of standard-library bodies, 24 held-out prompts): SFT on the kept compiling
-# completions and the user's fixes (SEED's training on revisions) at lr 5e-4 lifted raw
-# held-out compile@1 from 0.38 to 0.83 (at 2e-4: 0.46); KTO (47 labels) and DPO+SFT (20
-# pairs) at 2e-4 did not beat the base. A few dozen rows a round are too few for the
-# preference methods; `compilot train` keeps `auto` for the data a real user collects.
+# The method and learning rate come from bench/methods.py on demo sessions of the embedded model
+# (README, "Measured"): on two dozen to forty rows a round, KTO and DPO + SFT term did not beat
+# the base on the held-out prompts, SFT on the kept compiling completions and the user's fixes
+# (SEED's training on revisions) at lr 5e-4 did, and it moved the raw output most. The
+# preference methods need more data than a demo round has; `compilot train` keeps `auto`.
 
 
 SIZES = {
