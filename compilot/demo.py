@@ -210,7 +210,9 @@ def broken(root: Path, candidate: str) -> bool:
     """Whether the server's checks blamed the accepted completion for an error."""
     import sqlite3
 
-    db = sqlite3.connect(root / "events.db")
+    from compilot.feedback.store import DB_NAME
+
+    db = sqlite3.connect(root / DB_NAME)
     try:
         row = db.execute("SELECT max(introduced) FROM checks WHERE candidate_id = ?",
                          (candidate,)).fetchone()

@@ -1,7 +1,8 @@
 """One typed settings tree: the only place defaults live.
 
 Sources, later ones winning: the defaults below, the TOML file in the user config dir
-(``COMPILOT_CONFIG`` overrides its path), LSP ``initializationOptions`` and
+(``COMPILOT_CONFIG`` overrides its path), JSON in ``COMPILOT_SETTINGS`` (how a child process
+inherits its parent's settings), LSP ``initializationOptions`` and
 ``workspace/didChangeConfiguration``. A bad value is reported by its key and the default is
 kept, so a typo never takes the server down.
 """

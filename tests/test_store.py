@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 import threading
@@ -166,3 +167,30 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="newer"):
         Store.in_dir(tmp_path)
+
+
+def test_inherited_settings_apply_over_the_file_and_under_the_editor(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[completion]\ncandidates = 5\nmax_tokens = 20\n")
+    monkeypatch.setenv(settings_mod.SETTINGS_ENV,
+                       '{"completion": {"maxTokens": 30}, "training": {"min_examples": 9}}')
+    settings, problems = settings_mod.load({"completion": {"candidates": 2}}, path=config)
+    assert problems == []
+    assert (settings.completion.candidates, settings.completion.max_tokens) == (2, 30)
+    assert settings.training.min_examples == 9
+    # What a server hands the child that runs a round comes back unchanged.
+    monkeypatch.setenv(settings_mod.SETTINGS_ENV, json.dumps(settings_mod.as_dict(settings)))
+    assert settings_mod.load(path=tmp_path / "none.toml")[0] == settings
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param("{not json", id="not-json"),
+    pytest.param("[1, 2]", id="not-an-object"),
+])
+def test_bad_inherited_settings_are_named_and_ignored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(settings_mod.SETTINGS_ENV, value)
+    settings, problems = settings_mod.load(path=tmp_path / "none.toml")
+    assert settings == settings_mod.Settings()
+    assert len(problems) == 1 and settings_mod.SETTINGS_ENV in problems[0]
