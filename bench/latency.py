@@ -25,7 +25,7 @@ from pathlib import Path
 
 from lsprotocol import types
 
-from compilot.demo import inline, start_server
+from compilot.lsp_client import inline, start_server
 from compilot.models import embedded_model_path
 from compilot.server.prompt import heal, window
 from compilot.settings import CompletionSettings, ModelSettings

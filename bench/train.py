@@ -28,8 +28,8 @@ from lsprotocol import types
 from rich.console import Console
 from rich.table import Table
 
-from compilot.demo import inline, start_server
 from compilot.feedback.datasets import corrupt
+from compilot.lsp_client import inline, start_server
 from compilot.models import embedded_model_path
 from compilot.settings import TrainingSettings
 from compilot.training import train

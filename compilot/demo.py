@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,10 +29,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from compilot import settings as settings_mod
+from compilot.lsp_client import command, inline, start_server, stop
 from compilot.training.corpus import Task, stdlib_tasks
 
 console = Console()
-TIMEOUT = 300.0  # seconds for any one wait on the server
 MODES = ("server", "raw")
 
 
@@ -129,21 +128,11 @@ def held_out_prompts(tasks: list[Task], settings: settings_mod.Settings) -> list
 
 # -- the editor side ----------------------------------------------------------------------------
 
-async def start_server(settings: settings_mod.Settings, root: Path) -> LanguageClient:
-    """`compilot serve` as a subprocess with the demo's settings, initialized as an editor."""
+async def start_demo_server(settings: settings_mod.Settings, root: Path) -> LanguageClient:
+    """`compilot serve` with the demo's settings and data dir (and no user config file)."""
     env = {**os.environ, settings_mod.SETTINGS_ENV: json.dumps(settings_mod.as_dict(settings)),
            "COMPILOT_DATA_DIR": str(root), "COMPILOT_CONFIG": str(root / "no-config.toml")}
-    client = LanguageClient("compilot-demo", "1")
-    await client.start_io(sys.executable, "-m", "compilot", "serve", env=env)
-    await asyncio.wait_for(client.initialize_async(types.InitializeParams(
-        capabilities=types.ClientCapabilities(), initialization_options={})), TIMEOUT)
-    client.initialized(types.InitializedParams())
-    return client
-
-
-async def command(client: LanguageClient, name: str, *args: Any) -> Any:
-    return await asyncio.wait_for(client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command=name, arguments=list(args))), TIMEOUT)
+    return await start_server(env=env)
 
 
 def end_position(start: types.Position, text: str) -> types.Position:
@@ -190,12 +179,7 @@ async def session(client: LanguageClient, tasks: list[Task], workdir: Path, prog
                                                  text=task.document)))
         line, character = task.cursor
         at = types.Position(line=line, character=character)
-        result = await asyncio.wait_for(client.text_document_inline_completion_async(
-            types.InlineCompletionParams(
-                text_document=types.TextDocumentIdentifier(uri=uri), position=at,
-                context=types.InlineCompletionContext(
-                    trigger_kind=types.InlineCompletionTriggerKind.Automatic))), TIMEOUT)
-        items = result.items if isinstance(result, types.InlineCompletionList) else result or []
+        items = (await inline(client, uri, at.line, at.character)).items
         top = items[0] if items else None
         if top is not None and top.command is not None and str(top.insert_text).strip():
             text = str(top.insert_text)
@@ -387,7 +371,7 @@ async def run_demo(*, rounds: int, size: str, seed: int) -> Path:
     summary["rounds"].append(zero)
     print_round(zero)
 
-    client = await start_server(settings, root)
+    client = await start_demo_server(settings, root)
     serving = BASE
     try:
         for number in range(1, rounds + 1):
@@ -427,9 +411,7 @@ async def run_demo(*, rounds: int, size: str, seed: int) -> Path:
             summary["rounds_run"] = number
             print_round(record)
     finally:
-        await asyncio.wait_for(client.shutdown_async(None), TIMEOUT)
-        client.exit(None)
-        await client.stop()
+        await stop(client)
 
     summary["seconds"] = round(time.perf_counter() - started, 1)
     reports = home / "reports"

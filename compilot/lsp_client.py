@@ -1,0 +1,52 @@
+"""The editor's side of an LSP session with `compilot serve`, for the demo and the benchmarks:
+start the server as a subprocess, ask for inline completions, run commands."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+TIMEOUT = 300.0  # seconds for any one wait on the server
+
+
+async def start_server(options: dict[str, Any] | None = None,
+                       env: dict[str, str] | None = None) -> LanguageClient:
+    """`compilot serve` as a subprocess (this interpreter), initialized as an editor would."""
+    client = LanguageClient("compilot-client", "1")
+    await client.start_io(sys.executable, "-m", "compilot", "serve", env=env)
+    await asyncio.wait_for(client.initialize_async(types.InitializeParams(
+        capabilities=types.ClientCapabilities(), initialization_options=options or {})),
+        TIMEOUT)
+    client.initialized(types.InitializedParams())
+    return client
+
+
+async def inline(client: LanguageClient, uri: str, line: int, character: int
+                 ) -> types.InlineCompletionList:
+    """The inline completion at (line, character), as an automatic trigger asks for it."""
+    result = await asyncio.wait_for(client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=line, character=character),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Automatic))), TIMEOUT)
+    if isinstance(result, list):
+        return types.InlineCompletionList(items=result)
+    return result or types.InlineCompletionList(items=[])
+
+
+async def command(client: LanguageClient, name: str, *args: Any) -> Any:
+    """``workspace/executeCommand``."""
+    return await asyncio.wait_for(client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=name, arguments=list(args))), TIMEOUT)
+
+
+async def stop(client: LanguageClient) -> None:
+    """Shut the server down as an editor does when it closes."""
+    await asyncio.wait_for(client.shutdown_async(None), TIMEOUT)
+    client.exit(None)
+    await client.stop()

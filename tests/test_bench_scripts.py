@@ -1,0 +1,21 @@
+"""Every benchmark script imports: they are run by hand, so a moved helper would otherwise go
+unnoticed until someone measures (bench/latency.py and bench/train.py once imported helpers
+that the demo no longer had)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.mark.parametrize("script", sorted(BENCH.glob("*.py")), ids=lambda p: p.name)
+def test_bench_script_imports(script: Path) -> None:
+    spec = importlib.util.spec_from_file_location(f"bench_{script.stem}", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # runs its imports; main() only under __main__
+    assert callable(getattr(module, "main", None)), f"{script.name} has no main()"
