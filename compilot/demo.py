@@ -192,17 +192,15 @@ async def session(client: LanguageClient, tasks: list[Task], workdir: Path, prog
 
 def broken(root: Path, candidate: str) -> bool:
     """Whether the server's checks blamed the accepted completion for an error."""
-    import sqlite3
+    from compilot.feedback.store import Store
 
-    from compilot.feedback.store import DB_NAME
-
-    db = sqlite3.connect(root / DB_NAME)
+    store = Store.in_dir(root)
     try:
-        row = db.execute("SELECT max(introduced) FROM checks WHERE candidate_id = ?",
-                         (candidate,)).fetchone()
+        rows = store.query("SELECT max(introduced) AS bad FROM checks WHERE candidate_id = ?",
+                           (candidate,))
     finally:
-        db.close()
-    return bool(row and row[0])
+        store.close()
+    return bool(rows and rows[0]["bad"])
 
 
 async def play_fixes(client: LanguageClient, root: Path, accepted: list[Opened]) -> int:
@@ -289,14 +287,12 @@ def final_table(rounds: list[dict[str, Any]]) -> Table:
 
 
 def _evaluation_row(r: dict[str, Any]) -> list[str]:
-    from compilot.report import EVALUATION, value
+    from compilot.report import evaluation_rows
 
-    ev = r.get("evaluation") or {}
-    cells = []
-    for suite, metric, _ in EVALUATION:
-        raw, shown = (value(ev, suite, metric, m) for m in ("raw", "server"))
-        cells.append(f"{_pct(raw)} / {_pct(shown)}")
-    return [str(r["round"]), r["model"], r.get("status", "")] + cells
+    values = evaluation_rows([r])[0][3:]  # after round, model, status: raw, server per figure
+    return [str(r["round"]), r["model"], r.get("status", "")] + [
+        f"{_pct(raw)} / {_pct(shown)}" for raw, shown in zip(values[::2], values[1::2],
+                                                             strict=True)]
 
 
 def _pct(v: float | None) -> str:
