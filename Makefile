@@ -24,7 +24,7 @@ LLAMA_WHEELS ?= $(HOME)/.cache/compilot/wheels/llama-cpp-python-$(LLAMA_VERSION)
 VSCODE := editor-clients/vscode
 VSCODE_DEPS := $(VSCODE)/node_modules/.package-lock.json
 
-.PHONY: install demo test bench lint clean vscode-package
+.PHONY: install demo test bench lint typecheck clean vscode-package
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,7 +52,7 @@ demo: $(STAMP)
 $(VSCODE_DEPS): $(VSCODE)/package-lock.json
 	cd $(VSCODE) && npm ci --no-audit --no-fund
 
-test: $(STAMP) $(VSCODE_DEPS)
+test: $(STAMP) $(VSCODE_DEPS) lint typecheck
 	$(PY) -m pytest -q
 	cd $(VSCODE) && COMPILOT_PYTHON=$(abspath $(PY)) npm test
 
@@ -68,5 +68,14 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# mypy cannot follow package-dir (compilot.server is server/): it checks a tree of links laid
+# out as the installed package, rebuilt each time so that new modules are seen.
+MYPY_SRC := .mypy-src
+typecheck: $(STAMP)
+	rm -rf $(MYPY_SRC) && mkdir -p $(MYPY_SRC)/compilot
+	for f in compilot/*; do ln -s ../../$$f $(MYPY_SRC)/compilot/; done
+	for d in server feedback training; do ln -s ../../$$d $(MYPY_SRC)/compilot/$$d; done
+	$(VENV)/bin/mypy -p compilot
+
 clean:
-	rm -rf $(VENV) build *.egg-info $(VSCODE)/node_modules $(VSCODE)/out $(VSCODE)/*.vsix
+	rm -rf $(VENV) $(MYPY_SRC) build *.egg-info $(VSCODE)/node_modules $(VSCODE)/out $(VSCODE)/*.vsix

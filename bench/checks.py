@@ -2,7 +2,7 @@
 
 (a) tree-sitter on a ~2,000-line Python file (the standard library's argparse.py, cut at the
     last definition before line 2,000): the incremental check the ranker runs per
-    candidate (Splicer: parse once, then `new_errors(inserted)` per edit), against a cold full
+    candidate (Splicer: parse once, then `new_problems(inserted)` per edit), against a cold full
     parse of the edited file, and `check_syntax` (cold parse + diagnostics) on it;
 (b) each compiler check (`check_compile`) on a small file that compiles.
 
@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from compilot.feedback import checks
-from compilot.feedback.syntax import Splicer, errors, parser_for
+from compilot.feedback import compilers
+from compilot.feedback.syntax import Splicer, check_syntax, parser_for, problems
 
 T = TypeVar("T")
 
@@ -83,29 +83,29 @@ def main() -> None:
     splicer = Splicer(ts, data, len(text[:middle].encode()), "python")
     first = (time.perf_counter() - started) * 1000
     edits = itertools.cycle(EDITS)
-    incremental, _ = timed(lambda: splicer.new_errors(next(edits)), args.edits)
+    incremental, _ = timed(lambda: splicer.new_problems(next(edits)), args.edits)
     spliced = [data[:splicer.offset] + e.encode() + data[splicer.offset:] for e in EDITS]
     which = itertools.cycle(spliced)
-    cold, _ = timed(lambda: errors(ts.parse(next(which))), args.edits // 3)
+    cold, _ = timed(lambda: problems(ts.parse(next(which)), "python"), args.edits // 3)
     texts = itertools.cycle([s.decode() for s in spliced])
-    full, _ = timed(lambda: checks.check_syntax(next(texts), "python"), args.edits // 3)
+    full, _ = timed(lambda: check_syntax(next(texts), "python"), args.edits // 3)
     print(f"tree-sitter, {text.count(chr(10))}-line Python file, {len(data)} bytes "
           f"(Splicer's first parse: {first:.1f} ms)")
-    print(row("incremental splice + new_errors (per edit)", incremental, "target p95 <= 10 ms"))
-    print(row("cold full parse + errors", cold))
+    print(row("incremental splice + new_problems (per edit)", incremental, "target p95 <= 10 ms"))
+    print(row("cold full parse + problems", cold))
     print(row("check_syntax (cold parse + diagnostics)", full))
 
     print("\ncompile checks, small file that compiles (check_compile, wall time)")
     for language, source in SMALL.items():
-        if not checks.available(language):
+        if not compilers.available(language):
             print(f"{language:<44} toolchain missing")
             continue
         n = args.javac_repeat if language == "java" else args.repeat
-        times, results = timed(lambda s=source, lang=language: checks.check_compile(s, lang), n)
+        times, results = timed(lambda s=source, lang=language: compilers.check_compile(s, lang), n)
         statuses = sorted({r.status for r in results})
         target = "target p95 <= 20 ms" if language == "python" else ""
         print(row(f"{language} ({results[0].tool}) {'/'.join(statuses)}", times, target))
-    big, _ = timed(lambda: checks.check_compile(text, "python"), args.repeat)
+    big, _ = timed(lambda: compilers.check_compile(text, "python"), args.repeat)
     print(row(f"python, the {text.count(chr(10))}-line file above", big))
 
 

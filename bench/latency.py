@@ -29,7 +29,7 @@ from compilot.lsp_client import inline, start_server
 from compilot.models import embedded_model_path
 from compilot.server.prompt import heal, window
 from compilot.settings import CompletionSettings, ModelSettings
-from compilot.training.corpus import stdlib_tasks
+from compilot.training.corpus import stdlib_holes
 
 
 def pct(values: list[float], q: float) -> float:
@@ -55,7 +55,7 @@ async def main() -> None:
         env={**os.environ, "COMPILOT_DATA_DIR": data_dir,
              "COMPILOT_CONFIG": str(Path(data_dir) / "none.toml")},
     )
-    tasks = stdlib_tasks(args.count, seed=args.seed)
+    tasks = stdlib_holes(args.count, seed=args.seed)
     lsp_ms: list[float] = []
     direct_ms: list[float] = []
     hit_ms: list[float] = []

@@ -24,17 +24,19 @@ from rich.console import Console
 from rich.table import Table
 
 from compilot import settings as settings_mod
-from compilot.cli import _quiet_libraries
-from compilot.demo import SIZES, demo_settings, held_out_prompts, split_tasks
-from compilot.training import round as round_mod
+from compilot.cli.app import quiet_libraries
+from compilot.demo import SIZES, demo_settings, prompts_at_holes, split_holes
+from compilot.paths import DataDir
+from compilot.pointer import BASE
+from compilot.training import rounds
+from compilot.training.base import BASE_DIR
 from compilot.training.evaluate import Evaluation
-from compilot.training.registry import BASE
 
 
-def newest_run(home: Path) -> Path:
-    runs = sorted((home / "demo").glob("*/events.db"))
+def newest_run(home: DataDir) -> Path:
+    runs = sorted(home.demo_runs.glob("*/events.db"))
     if not runs:
-        raise SystemExit(f"no demo run under {home / 'demo'}: run `compilot demo` first")
+        raise SystemExit(f"no demo run under {home.demo_runs}: run `compilot demo` first")
     return runs[-1].parent
 
 
@@ -44,17 +46,17 @@ def main() -> None:
     parser.add_argument("--runs", default="kto:2e-4,dpo:2e-4,sft:2e-4,sft:5e-4",
                         help="method:learning-rate pairs")
     args = parser.parse_args()
-    _quiet_libraries()
-    home = settings_mod.data_dir(settings_mod.load()[0])
+    quiet_libraries()
+    home = DataDir.of(settings_mod.load()[0])
     run = args.run or newest_run(home)
-    summary = json.loads((home / "reports" / f"demo-{run.name}.json").read_text())
+    summary = json.loads((home.reports / f"demo-{run.name}.json").read_text())
     setup = summary["setup"]
     size = SIZES[setup["size"]]
-    held, _ = split_tasks(size, setup["rounds"], setup["seed"])
+    held, _ = split_holes(size, setup["rounds"], setup["seed"])
     base_eval = Evaluation(**summary["rounds"][0]["evaluation"])
     # The gate's HumanEval sample is left out here: the question is the held-out prompts.
     base_eval.humaneval, base_eval.raw["humaneval"] = {}, {}
-    checkpoint = next(iter(sorted((home / round_mod.CACHE_DIR / "base").iterdir())), None)
+    checkpoint = next(iter(sorted((home.cache / BASE_DIR).iterdir())), None)
 
     table = Table(title=f"one round on {run.name}'s first session (held-out compile@1)")
     for column in ("method", "lr", "rows", "steps", "train s", "raw", "shown", "gate"):
@@ -65,7 +67,7 @@ def main() -> None:
         method, lr = spec.split(":")
         with tempfile.TemporaryDirectory(prefix="compilot-methods-") as tmp:
             root = Path(tmp)
-            shutil.copy(run / "events.db", root / "events.db")
+            shutil.copy(run / "events.db", DataDir(root).events_db)
             os.environ["COMPILOT_DATA_DIR"] = str(root)
             settings = demo_settings(size, root, setup["seed"])
             settings = replace(
@@ -73,9 +75,9 @@ def main() -> None:
                                            learning_rate=float(lr),
                                            base=str(checkpoint) if checkpoint else None),
                 gate=replace(settings.gate, humaneval=0))
-            prompts = held_out_prompts(held, settings)
+            prompts = prompts_at_holes(held, settings)
             started = time.perf_counter()
-            result = round_mod.run_round(settings, held_out=prompts, known={BASE: base_eval})
+            result = rounds.run_round(settings, held_out=prompts, known={BASE: base_eval})
             candidate = result.evaluation["candidate"]
             report = result.report
             table.add_row(method, lr, str(report.examples), str(report.steps),

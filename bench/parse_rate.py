@@ -19,7 +19,7 @@ import time
 
 from compilot import settings as settings_mod
 from compilot.server.completion import CompletionService
-from compilot.training.corpus import stdlib_tasks
+from compilot.training.corpus import stdlib_holes
 
 
 def parses(source: str) -> bool:
@@ -49,7 +49,7 @@ async def main() -> None:
     disagree = 0  # tree-sitter accepted it, Python's parser did not
     failures: list[str] = []
     started = time.perf_counter()
-    tasks = stdlib_tasks(args.count, seed=args.seed)
+    tasks = stdlib_holes(args.count, seed=args.seed)
     for number, task in enumerate(tasks, 1):
         answer = await service.complete(f"file:///bench/{number}.py", task.document,
                                         len(task.prefix), language_id="python")

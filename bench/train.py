@@ -31,11 +31,12 @@ from rich.table import Table
 from compilot.feedback.datasets import corrupt
 from compilot.lsp_client import inline, start_server
 from compilot.models import embedded_model_path
-from compilot.settings import TrainingSettings
+from compilot.paths import DataDir
+from compilot.settings import ModelSettings, TrainingSettings
 from compilot.training import train
 from compilot.training.base import materialize
-from compilot.training.corpus import stdlib_tasks
-from compilot.training.export import peft_to_gguf
+from compilot.training.corpus import stdlib_holes
+from compilot.training.gguf_adapter import peft_to_gguf
 from compilot.training.registry import AdapterInfo, Registry
 
 console = Console(width=130)
@@ -45,7 +46,7 @@ def rows(count: int, seed: int) -> tuple[Dataset, Dataset]:
     """(KTO rows, DPO rows) of ``count`` prompts each."""
     kto: dict[str, list] = {"prompt": [], "completion": [], "label": []}
     dpo: dict[str, list] = {"prompt": [], "chosen": [], "rejected": []}
-    for task in stdlib_tasks(count * 2, seed=seed):
+    for task in stdlib_holes(count * 2, seed=seed):
         bad = corrupt(task.reference, seed=seed)
         if not bad or len(dpo["prompt"]) >= count:
             continue
@@ -63,12 +64,12 @@ async def swap(root: Path, adapter_dir: Path) -> dict[str, float]:
     env = {**os.environ, "COMPILOT_DATA_DIR": str(root),
            "COMPILOT_CONFIG": str(root / "none.toml")}
     client = await start_server({"completion": {"candidates": 1, "maxTokens": 16}}, env=env)
-    registry = Registry(root / "adapters")
+    registry = Registry(DataDir(root).adapters)
     staging = registry.staging()
     for name in ("adapter.gguf",):
         (staging / name).write_bytes((adapter_dir / name).read_bytes())
     registry.add(staging, AdapterInfo(version="bench", method="kto", parent="base"))
-    tasks = stdlib_tasks(40, seed=5)
+    tasks = stdlib_holes(40, seed=5)
     served = failed = 0
     latencies: list[float] = []
 
@@ -117,7 +118,7 @@ async def swap(root: Path, adapter_dir: Path) -> dict[str, float]:
 def engine_swap_ms(adapter: Path, repeats: int = 5) -> float:
     from compilot.server.engine import Engine
 
-    engine = Engine(embedded_model_path(), n_ctx=512)
+    engine = Engine(embedded_model_path(), ModelSettings(n_ctx=512))
     times = []
     for _ in range(repeats):
         for path in (adapter, None):

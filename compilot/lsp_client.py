@@ -34,9 +34,9 @@ async def inline(client: LanguageClient, uri: str, line: int, character: int
             position=types.Position(line=line, character=character),
             context=types.InlineCompletionContext(
                 trigger_kind=types.InlineCompletionTriggerKind.Automatic))), TIMEOUT)
-    if isinstance(result, list):
-        return types.InlineCompletionList(items=result)
-    return result or types.InlineCompletionList(items=[])
+    if isinstance(result, types.InlineCompletionList):
+        return result
+    return types.InlineCompletionList(items=list(result or []))
 
 
 async def command(client: LanguageClient, name: str, *args: Any) -> Any:

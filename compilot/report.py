@@ -86,6 +86,7 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def evaluation_rows(rounds: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """The evaluation table's rows: round, model, status, then raw and shown per figure."""
     rows = []
     for r in rounds:
         ev = r.get("evaluation") or {}
@@ -103,6 +104,7 @@ SESSION_HEAD = ["round", "served by", "requests", "shown", "accepted", "acceptan
 
 
 def session_rows(rounds: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """The editor-session table's rows, one per round that had a session."""
     rows = []
     for r in rounds:
         s, t = r.get("session"), r.get("training") or {}

@@ -94,6 +94,17 @@ class DatasetSettings:
     """Share of an accepted completion that must survive for it to count as desirable."""
     held_out: float = 0.1
     """Share of files (never rows) kept for evaluation."""
+    synthetic_negatives: bool = True
+    """DPO: for a prompt with no failing candidate, corrupt a compiling one into a negative
+    that the checker confirms fails (the thesis, ch. 3.2.2)."""
+    seed: int = 0
+    """Order in which corruptions are tried (the split does not depend on it)."""
+
+    def __post_init__(self) -> None:
+        for name in ("survival_threshold", "held_out"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"datasets.{name} must be between 0 and 1, not {value!r}")
 
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -151,6 +162,9 @@ class GateSettings:
     """pass@1 may drop by at most this much."""
     max_tokens: int = 128
     """Tokens per evaluated completion."""
+    temperature: float = 0.8
+    """Sampling temperature of the samples after the first (pass@k with k > 1; the Codex
+    paper's 0.8)."""
     timeout_s: float = 10.0
     """Per test program run in the sandbox."""
 
@@ -200,15 +214,6 @@ def config_path() -> Path:
     if env := os.environ.get("COMPILOT_CONFIG"):
         return Path(env)
     return Path(platformdirs.user_config_dir(APP)) / "config.toml"
-
-
-def data_dir(settings: Settings) -> Path:
-    """The data dir: ``COMPILOT_DATA_DIR``, then the setting, then XDG."""
-    if env := os.environ.get("COMPILOT_DATA_DIR"):
-        return Path(env)
-    if settings.data_dir:
-        return Path(settings.data_dir).expanduser()
-    return Path(platformdirs.user_data_dir(APP))
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

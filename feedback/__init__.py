@@ -1,0 +1,1 @@
+"""After a completion is accepted: the checks, the event store, following, datasets."""

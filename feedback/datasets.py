@@ -59,48 +59,46 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 from datasets import Dataset, DatasetDict, Features, Value
 
+from compilot.feedback.compilers import check_compile
+from compilot.feedback.diagnostics import COMPILING, FAILING, CheckStatus, Stage
+from compilot.feedback.records import EventKind
 from compilot.feedback.redact import redact
 from compilot.feedback.store import Store
+from compilot.feedback.syntax import check_syntax
+from compilot.settings import DatasetSettings
 
 Kind = Literal["kto", "dpo", "sft", "events"]
 KINDS: tuple[str, ...] = ("kto", "dpo", "sft", "events")
 SPLITS = ("train", "test")
-FAILING = frozenset({"syntax", "type"})
-COMPILING = frozenset({"ok", "unresolved", "toolchain_missing"})
 
 Row = dict[str, Any]
 
 
+def kind_named(name: str) -> Kind:
+    """The dataset kind called ``name``; ValueError names the kinds there are."""
+    for kind in get_args(Kind):
+        if kind == name:
+            return cast(Kind, kind)
+    raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {name!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
-class DatasetOptions:
-    """What to build from the store."""
+class Selection:
+    """Which dataset to build from the store, and of which requests."""
 
     kind: Kind
     since: float | None = None
     """Only requests made at or after this time (epoch seconds)."""
     language: str | None = None
     """Only requests in this LSP language id."""
-    include_rejected_compiling: bool = False
-    """KTO: label rejected candidates that compile as undesirable (left out otherwise)."""
-    synthetic: bool = True
-    """DPO: make corrupted negatives for requests that have no natural one."""
-    survival_threshold: float = 0.5
-    held_out: float = 0.1
-    """Share of files (by URI hash) in the test split."""
-    seed: int = 0
-    """Order in which corruptions are tried (the split does not depend on it)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
-        for name in ("survival_threshold", "held_out"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, not {value!r}")
 
 
 def parse_since(value: str) -> float:
@@ -146,9 +144,10 @@ def classify(parsed: bool | None, checks: Iterable[tuple[str, str, bool]]) -> st
         return "fails"
     # Evidence of syntax is required too: without a toolchain ("toolchain_missing") and
     # without a grammar (parsed is None) nothing was actually checked.
-    syntax_ok = parsed is True or any(stage == "syntax" and status == "ok"
+    syntax_ok = parsed is True or any(stage == Stage.SYNTAX and status == CheckStatus.OK
                                       for stage, status, _ in checks)
-    if syntax_ok and any(stage == "compile" and status in COMPILING for stage, status, _ in checks):
+    if syntax_ok and any(stage == Stage.COMPILE and status in COMPILING
+                         for stage, status, _ in checks):
         return "compiles"
     return "unknown"
 
@@ -181,22 +180,20 @@ def corruptions(text: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def corrupt(text: str, *, seed: int = 0) -> list[str]:
+def corrupt(text: str, *, seed: int) -> list[str]:
     """``corruptions(text)`` in an order fixed by ``seed`` and ``text`` (try the first first)."""
     out = corruptions(text)
     random.Random(f"{seed}\0{text}").shuffle(out)  # str seeds hash with SHA-512: stable
     return out
 
 
-def synthetic_negative(prefix: str, text: str, suffix: str, language: str, *, seed: int = 0,
+def synthetic_negative(prefix: str, text: str, suffix: str, language: str, *, seed: int,
                        attempts: int = 3) -> str | None:
     """The first corruption of ``text`` that the checker confirms breaks the splice, or None.
 
     Confirmed means: ``prefix + corrupted + suffix`` fails a check that ``prefix + text +
     suffix`` passes; check_syntax first, check_compile when the syntax check finds nothing.
     """
-    from compilot.feedback.checks import check_compile, check_syntax
-
     checkers: list[Callable[[str, str], Any]] = [check_syntax, check_compile]
     baseline: dict[int, bool] = {}
     for corrupted in corrupt(text, seed=seed)[:attempts]:
@@ -237,9 +234,9 @@ class _Candidate:
 
     @property
     def reception(self) -> str:
-        for kind in ("accepted", "partial", "rejected"):
+        for kind in (EventKind.ACCEPTED, EventKind.PARTIAL, EventKind.REJECTED):
             if kind in self.events:
-                return kind
+                return str(kind)
         return "shown" if self.row["shown"] else "generated"
 
 
@@ -248,8 +245,8 @@ _JOIN = (" JOIN candidates c ON c.id = x.candidate_id JOIN requests r ON r.id = 
          + _WHERE)
 
 
-def _load(store: Store, options: DatasetOptions) -> list[_Candidate]:
-    args = (options.since, options.since, options.language, options.language)
+def _load(store: Store, selection: Selection) -> list[_Candidate]:
+    args = (selection.since, selection.since, selection.language, selection.language)
     rows = store.query(
         "SELECT c.id, c.request_id, c.rank, c.text, c.raw, c.logprob, c.tokens, c.parsed, "
         "c.shown, r.uri, r.language, r.adapter, r.model, r.source, r.prefix, r.suffix, "
@@ -279,15 +276,15 @@ def _meta(c: _Candidate, source: str) -> Row:
             "created_at": c.created_at}
 
 
-def _kto(candidates: list[_Candidate], options: DatasetOptions) -> Iterator[Row]:
+def _kto(candidates: list[_Candidate], settings: DatasetSettings) -> Iterator[Row]:
     for c in candidates:
-        accepted = "accepted" in c.events
+        accepted = EventKind.ACCEPTED in c.events
         if c.outcome == "fails":
             label = False
-        elif accepted and c.outcome == "compiles" and c.survived(options.survival_threshold):
+        elif accepted and c.outcome == "compiles" and c.survived(settings.survival_threshold):
             label = True
-        elif (options.include_rejected_compiling and not accepted and "rejected" in c.events
-              and c.outcome == "compiles"):
+        elif (settings.include_rejected_compiling and not accepted
+              and EventKind.REJECTED in c.events and c.outcome == "compiles"):
             label = False
         else:
             continue
@@ -302,7 +299,7 @@ def _by_prompt(candidates: list[_Candidate]) -> dict[tuple[str, str, str], list[
     return groups
 
 
-def _dpo(candidates: list[_Candidate], options: DatasetOptions) -> Iterator[Row]:
+def _dpo(candidates: list[_Candidate], settings: DatasetSettings) -> Iterator[Row]:
     for group in _by_prompt(candidates).values():
         good = [c for c in group if c.outcome == "compiles"]
         bad = [c for c in group if c.outcome == "fails"]
@@ -314,25 +311,25 @@ def _dpo(candidates: list[_Candidate], options: DatasetOptions) -> Iterator[Row]
         for c, (broken, fixed, _status) in revised:
             if fixed.strip() and fixed != broken:
                 yield {**_meta(c, "revision"), "chosen": fixed, "rejected": broken}
-        if options.synthetic and good and not bad and not revised:
+        if settings.synthetic_negatives and good and not bad and not revised:
             for g in good:
                 negative = synthetic_negative(g.prefix, g.text, g.suffix, g.language,
-                                              seed=options.seed)
+                                              seed=settings.seed)
                 if negative is not None:
                     yield {**_meta(g, "synthetic"), "chosen": g.text, "rejected": negative}
 
 
-def _sft(candidates: list[_Candidate], options: DatasetOptions) -> Iterator[Row]:
+def _sft(candidates: list[_Candidate], settings: DatasetSettings) -> Iterator[Row]:
     for c in candidates:
         for _broken, fixed, _status in c.revisions:
             if fixed.strip():
                 yield {**_meta(c, "revision"), "completion": fixed}
-        if ("accepted" in c.events and c.outcome == "compiles"
-                and c.survived(options.survival_threshold)):
+        if (EventKind.ACCEPTED in c.events and c.outcome == "compiles"
+                and c.survived(settings.survival_threshold)):
             yield {**_meta(c, "accepted"), "completion": c.text}
 
 
-def _events(candidates: list[_Candidate], options: DatasetOptions) -> Iterator[Row]:
+def _events(candidates: list[_Candidate], settings: DatasetSettings) -> Iterator[Row]:
     for c in candidates:
         stage, status, introduced = c.checks[-1] if c.checks else (None, None, None)
         yield {
@@ -340,8 +337,8 @@ def _events(candidates: list[_Candidate], options: DatasetOptions) -> Iterator[R
             "model": c.model, "completion": c.text, "raw": c.raw, "rank": c.rank,
             "logprob": c.logprob, "tokens": c.tokens,
             "parsed": None if c.parsed is None else bool(c.parsed), "shown": bool(c.shown),
-            "events": ",".join(c.events), "accepted": "accepted" in c.events,
-            "rejected": "rejected" in c.events, "partial": "partial" in c.events,
+            "events": ",".join(c.events), "accepted": EventKind.ACCEPTED in c.events,
+            "rejected": EventKind.REJECTED in c.events, "partial": EventKind.PARTIAL in c.events,
             "check_stage": stage, "check_status": status, "check_introduced": introduced,
             "outcome": c.outcome,
             "survival_at": c.survival[0] if c.survival else None,
@@ -350,7 +347,7 @@ def _events(candidates: list[_Candidate], options: DatasetOptions) -> Iterator[R
         }
 
 
-_BUILDERS: dict[str, Callable[[list[_Candidate], DatasetOptions], Iterator[Row]]] = {
+_BUILDERS: dict[str, Callable[[list[_Candidate], DatasetSettings], Iterator[Row]]] = {
     "kto": _kto, "dpo": _dpo, "sft": _sft, "events": _events,
 }
 
@@ -378,15 +375,16 @@ def to_dataset(rows: list[Row], kind: str) -> Dataset:
     return Dataset.from_dict({k: [row[k] for row in rows] for k in features}, features=features)
 
 
-def build(store: Store, options: DatasetOptions) -> DatasetDict:
-    """The ``options.kind`` dataset from ``store``, split by file into train and test."""
-    candidates = _load(store, options)
-    rows = dedupe((redact_row(r) for r in _BUILDERS[options.kind](candidates, options)),
-                  _DEDUPE_KEYS[options.kind])
+def build(store: Store, selection: Selection, settings: DatasetSettings) -> DatasetDict:
+    """The ``selection.kind`` dataset from ``store``, split by file into train and test."""
+    candidates = _load(store, selection)
+    kind = selection.kind
+    rows = dedupe((redact_row(r) for r in _BUILDERS[kind](candidates, settings)),
+                  _DEDUPE_KEYS[kind])
     splits: dict[str, list[Row]] = {s: [] for s in SPLITS}
     for row in rows:
-        splits[split_of(row["file"], options.held_out)].append(row)
-    return DatasetDict({s: to_dataset(r, options.kind) for s, r in splits.items()})
+        splits[split_of(row["file"], settings.held_out)].append(row)
+    return DatasetDict({s: to_dataset(r, kind) for s, r in splits.items()})
 
 
 # -- summary ------------------------------------------------------------------------------------

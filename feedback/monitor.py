@@ -15,29 +15,26 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
-from compilot.feedback import checks
+from compilot.feedback.blame import Blame, blame
+from compilot.feedback.compilers import available
+from compilot.feedback.diagnostics import Stage
+from compilot.feedback.records import Trigger
 from compilot.feedback.store import Store
 from compilot.feedback.tracker import CHECKPOINTS, Region, apply_edit, find_inserted, remap
 from compilot.feedback.tracker import survival as survival_share
+from compilot.settings import CheckSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class CheckOptions:
-    timeout: float = 10.0
-    memory_mb: int = 1024
 
 
 class Monitor:
     """Follows accepted completions per document; thread-safe."""
 
-    def __init__(self, store: Store | None, *, options: CheckOptions | None = None,
+    def __init__(self, store: Store | None, checks: CheckSettings, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
-        self.options = options or CheckOptions()
+        self.checks = checks
         self.clock = clock
         self.regions: dict[str, list[Region]] = {}
         self.texts: dict[str, str] = {}
@@ -61,15 +58,15 @@ class Monitor:
         before = region.without(document)
         # Syntax first, then compile, on the checks thread: the LSP loop never waits for them.
         self._pool.submit(self._syntax, region, before, document)
-        return self._pool.submit(self._compile, region, before, document, "accept")
+        return self._pool.submit(self._compile, region, before, document, Trigger.ACCEPT)
 
     def _syntax(self, region: Region, before: str, after: str) -> None:
         try:
-            syntax = checks.blame(before, after, region.language, stage="syntax")
+            syntax = blame(before, after, region.language, stage=Stage.SYNTAX)
         except Exception:  # noqa: BLE001
             log.exception("syntax check of %s failed", region.candidate_id)
             return
-        self._record(region, syntax, "accept")
+        self._record(region, syntax, Trigger.ACCEPT)
         if syntax.introduced:
             region.broken = syntax.result.status
 
@@ -101,20 +98,22 @@ class Monitor:
             self._resync(uri, text)
 
     def follows(self, uri: str) -> bool:
+        """Whether any accepted completion in ``uri`` is being followed."""
         with self._lock:
             return bool(self.regions.get(uri))
 
     def mirror(self, uri: str) -> str | None:
+        """The monitor's copy of ``uri``'s text (None when it follows nothing there)."""
         with self._lock:
             return self.texts.get(uri)
 
     def saved(self, uri: str, document: str | None = None) -> list[Future[None]]:
         """The file was saved: survival at save, and a re-check of each followed completion."""
-        return self._revisit(uri, "save", document)
+        return self._revisit(uri, Trigger.SAVE, document)
 
     def closed(self, uri: str) -> list[Future[None]]:
         """The file was closed: last survival record and re-check; stop following it."""
-        futures = self._revisit(uri, "close", None)
+        futures = self._revisit(uri, Trigger.CLOSE, None)
         with self._lock:
             self.regions.pop(uri, None)
             self.texts.pop(uri, None)
@@ -125,7 +124,7 @@ class Monitor:
         with self._lock:
             if not self._resync(uri, text):
                 return []
-        return self._revisit(uri, "disk", None)
+        return self._revisit(uri, Trigger.DISK, None)
 
     def tick(self) -> None:
         """Record survival at the checkpoints that are due; stop after the last one."""
@@ -143,7 +142,8 @@ class Monitor:
 
     # -- work ------------------------------------------------------------------------------
 
-    def _revisit(self, uri: str, trigger: str, document: str | None) -> list[Future[None]]:
+    def _revisit(self, uri: str, trigger: Trigger, document: str | None
+                 ) -> list[Future[None]]:
         futures = []
         with self._lock:
             if document is not None and self._resync(uri, document):
@@ -158,41 +158,33 @@ class Monitor:
                                                  text, trigger))
         return futures
 
-    def _compile(self, region: Region, before: str, after: str, trigger: str) -> None:
+    def _compile(self, region: Region, before: str, after: str, trigger: Trigger) -> None:
         """Check ``after`` (with the region) against ``before`` (without it)."""
-        stage = "compile" if checks.available(region.language) else "syntax"
+        stage = Stage.COMPILE if available(region.language) else Stage.SYNTAX
         try:
-            result = checks.blame(before, after, region.language, stage=stage,
-                                  timeout=self.options.timeout,
-                                  memory_mb=self.options.memory_mb)
+            result = blame(before, after, region.language, stage=stage, settings=self.checks)
         except Exception:  # noqa: BLE001 - a checker bug must not lose the event stream
             log.exception("check of %s failed", region.candidate_id)
             return
         self._record(region, result, trigger)
-        if trigger == "accept":
+        if trigger is Trigger.ACCEPT:
             if result.introduced and region.broken is None:
                 region.broken = result.result.status
             return
         fixed = after[region.start : region.end]
         if (region.broken and not region.revised and not result.introduced
-                and result.result.status not in ("timeout", "error")
+                and result.result.status.conclusive
                 and fixed.strip() and fixed != region.original):
             region.revised = True
             if self.store is not None:
                 self.store.record_revision(region.candidate_id, broken=region.original,
                                            fixed=fixed, status=result.result.status)
 
-    def _record(self, region: Region, blamed: checks.Blame, trigger: str) -> None:
+    def _record(self, region: Region, blamed: Blame, trigger: Trigger) -> None:
         if self.store is None:
             return
-        r = blamed.result
         try:
-            self.store.record_check(
-                region.candidate_id, stage=r.stage, trigger=trigger, status=r.status,
-                tool=r.tool, introduced=blamed.introduced,
-                diagnostics=[{"line": d.line, "column": d.column, "message": d.message}
-                             for d in (blamed.new or r.diagnostics)],
-                duration_ms=r.duration_ms)
+            self.store.record_check(region.candidate_id, blamed, trigger)
         except Exception:  # noqa: BLE001
             log.exception("could not record a check of %s", region.candidate_id)
 
@@ -212,4 +204,5 @@ class Monitor:
         self._pool.submit(lambda: None).result()
 
     def close(self) -> None:
+        """Stop the checks thread, dropping checks not yet started."""
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -12,12 +12,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from compilot.feedback.blame import Blame
+from compilot.feedback.diagnostics import FAILING, CheckStatus, Stage
+from compilot.feedback.records import Candidate, EventKind, Request, Trigger
 from compilot.feedback.redact import redact
-
-DB_NAME = "events.db"
+from compilot.paths import DataDir
 
 # Schema migrations, applied in order; PRAGMA user_version is the number applied.
 # Never edit a released entry: append a new one.
@@ -96,18 +98,16 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-EVENT_KINDS = ("shown", "accepted", "rejected", "partial")
-
-
-SUMMARY_SQL = """
+_FAILING_SQL = ", ".join(f"'{status}'" for status in sorted(FAILING))
+SUMMARY_SQL = f"""
 -- Shown candidates by language and adapter: acceptance, and parse / compile / survival of
 -- the accepted ones (what `compilot stats` and the editors' status show).
 WITH accepted AS (
-    SELECT DISTINCT candidate_id AS id FROM events WHERE kind = 'accepted'
+    SELECT DISTINCT candidate_id AS id FROM events WHERE kind = '{EventKind.ACCEPTED}'
 ), compiled AS (
     SELECT candidate_id AS id,
-           max(stage = 'compile' AND introduced = 1 AND status IN ('syntax', 'type')) AS bad,
-           max(stage = 'compile') AS checked
+           max(stage = '{Stage.COMPILE}' AND introduced = 1 AND status IN ({_FAILING_SQL})) AS bad,
+           max(stage = '{Stage.COMPILE}') AS checked
     FROM checks GROUP BY candidate_id
 ), survived AS (
     SELECT s.candidate_id AS id, s.share FROM survival s
@@ -135,39 +135,6 @@ class StoreError(RuntimeError):
     """The event database could not be used; the message names the file."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class CandidateRecord:
-    """One candidate as shown to the user."""
-
-    id: str
-    rank: int
-    text: str
-    raw: str
-    logprob: float | None
-    tokens: int
-    parsed: bool | None
-    shown: bool = True
-    """False for a candidate that was generated but not offered (it did not parse)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class RequestRecord:
-    """One completion request and the window the model saw."""
-
-    id: str
-    uri: str
-    language: str
-    line: int
-    character: int
-    prefix: str
-    suffix: str
-    latency_ms: float
-    model: str
-    adapter: str
-    source: str
-    created_at: float = 0.0
-
-
 class Store:
     """A thread-safe handle on the event database."""
 
@@ -178,14 +145,14 @@ class Store:
         self._db = self._open(path, recover)
 
     @classmethod
-    def in_dir(cls, data_dir: Path, *, recover: bool = False) -> Store:
-        """The store in ``data_dir`` (created, owner-only, when missing).
+    def in_dir(cls, data: DataDir, *, recover: bool = False) -> Store:
+        """The store of the data dir ``data`` (created, owner-only, when missing).
 
         A damaged database raises StoreError naming the file; with ``recover`` (the server,
         which must keep working) it is moved aside, kept, and a new one started.
         """
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return cls(data_dir / DB_NAME, recover=recover)
+        data.create()
+        return cls(data.events_db, recover=recover)
 
     def _open(self, path: Path, recover: bool) -> sqlite3.Connection:
         try:
@@ -252,6 +219,7 @@ class Store:
 
     @property
     def schema_version(self) -> int:
+        """The number of migrations applied (PRAGMA user_version)."""
         with self._lock:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
@@ -266,30 +234,33 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def record_request(self, request: RequestRecord, candidates: Sequence[CandidateRecord]) -> None:
-        """Write a request and its shown candidates in one transaction (redacted)."""
-        created = request.created_at or time.time()
+    def record_request(self, request: Request, candidates: Sequence[Candidate]) -> None:
+        """Write a request and its candidates (ranked: the first is rank 0) in one
+        transaction, redacted; every candidate needs its id (``records.identified``)."""
+        if any(not c.id for c in candidates):
+            raise ValueError("every recorded candidate needs an id (records.identified)")
         statements: list[tuple[str, Sequence[object]]] = [
             (
                 "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (request.id, created, request.uri, request.language, request.line,
+                (request.id, request.created_at, request.uri, request.language, request.line,
                  request.character, redact(request.prefix), redact(request.suffix),
                  request.latency_ms, request.model, request.adapter, request.source),
             )
         ]
-        for c in candidates:
+        for rank, c in enumerate(candidates):
             statements.append((
                 "INSERT INTO candidates VALUES (?,?,?,?,?,?,?,?,?)",
-                (c.id, request.id, c.rank, redact(c.text), redact(c.raw), c.logprob, c.tokens,
+                (c.id, request.id, rank, redact(c.text), redact(c.raw), c.logprob, c.tokens,
                  None if c.parsed is None else int(c.parsed), int(c.shown)),
             ))
         self._write(statements)
 
-    def record_event(self, candidate_id: str, kind: str,
+    def record_event(self, candidate_id: str, kind: EventKind,
                      accepted_length: int | None = None) -> bool:
         """Record ``kind`` for a candidate; False when the candidate is unknown."""
-        if kind not in EVENT_KINDS:
-            raise ValueError(f"unknown event kind {kind!r}; expected one of {EVENT_KINDS}")
+        if kind not in tuple(EventKind):
+            raise ValueError(f"unknown event kind {kind!r}; expected one of "
+                             f"{', '.join(EventKind)}")
         with self._lock:
             known = self._db.execute(
                 "SELECT 1 FROM candidates WHERE id = ?", (candidate_id,)
@@ -303,15 +274,14 @@ class Store:
         )])
         return True
 
-    def record_check(self, candidate_id: str, *, stage: str, trigger: str, status: str,
-                     tool: str, introduced: bool, diagnostics: Sequence[dict[str, object]],
-                     duration_ms: float) -> None:
-        """A syntax or compile check of an accepted candidate (diagnostics redacted)."""
+    def record_check(self, candidate_id: str, verdict: Blame, trigger: Trigger) -> None:
+        """A syntax or compile check of a candidate in its file (diagnostics redacted)."""
+        r = verdict.result
         self._write([(
             "INSERT INTO checks (candidate_id, stage, trigger, status, tool, introduced, "
             "diagnostics, duration_ms, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-            (candidate_id, stage, trigger, status, tool, int(introduced),
-             redact(json.dumps(list(diagnostics))), duration_ms, time.time()),
+            (candidate_id, r.stage, trigger, r.status, r.tool, int(verdict.introduced),
+             redact(json.dumps(verdict.diagnostics())), r.duration_ms, time.time()),
         )])
 
     def record_survival(self, candidate_id: str, *, at: str, share: float, text: str) -> None:
@@ -323,7 +293,7 @@ class Store:
         )])
 
     def record_revision(self, candidate_id: str, *, broken: str, fixed: str,
-                        status: str) -> None:
+                        status: CheckStatus) -> None:
         """The user's repair of a broken accepted candidate (SEED's minimal revision)."""
         self._write([(
             "INSERT INTO revisions (candidate_id, broken, fixed, status, created_at) "
@@ -343,12 +313,12 @@ class Store:
         out = {}
         for table in ("requests", "candidates", "events", "checks", "survival", "revisions"):
             out[table] = self.query(f"SELECT count(*) AS n FROM {table}")[0]["n"]
-        for kind in EVENT_KINDS:
+        for kind in EventKind:
             rows = self.query("SELECT count(*) AS n FROM events WHERE kind = ?", (kind,))
             out[kind] = rows[0]["n"]
         return out
 
-    def summary(self, since: float = 0.0) -> list[dict[str, object]]:
+    def summary(self, since: float = 0.0) -> list[dict[str, Any]]:
         """Per language and adapter, for requests made at or after ``since`` (epoch s): shown,
         accepted, and of the accepted ones parsed, compile-checked, compiled, mean survival."""
         return [dict(row) for row in self.query(SUMMARY_SQL, (since,))]
@@ -358,10 +328,11 @@ class Store:
         new training signal, what the background trainer counts."""
         rows = self.query(
             "SELECT count(*) AS n FROM (SELECT candidate_id FROM checks "
-            "WHERE stage = 'compile' AND created_at >= ? "
+            f"WHERE stage = '{Stage.COMPILE}' AND created_at >= ? "
             "UNION SELECT candidate_id FROM revisions WHERE created_at >= ?)", (since, since))
         return int(rows[0]["n"])
 
     def close(self) -> None:
+        """Close the database connection."""
         with self._lock:
             self._db.close()

@@ -35,6 +35,7 @@ class Region:
     done: set[str] = field(default_factory=set)
 
     def text(self, document: str) -> str:
+        """The region's current text in ``document``."""
         return document[self.start : self.end]
 
     def without(self, document: str) -> str:

@@ -52,6 +52,7 @@ class Watcher:
         self._observer.start()
 
     def watch(self, path: Path) -> None:
+        """Report changes of ``path`` (its folder is watched)."""
         path = path.resolve()
         self.files.add(path)
         if path.parent not in self._dirs and path.parent.is_dir():
@@ -59,7 +60,9 @@ class Watcher:
             self._observer.schedule(_Handler(self), str(path.parent), recursive=False)
 
     def forget(self, path: Path) -> None:
+        """Stop reporting changes of ``path``."""
         self.files.discard(path.resolve())
 
     def stop(self) -> None:
+        """Stop watching."""
         self._observer.stop()

@@ -1,0 +1,1 @@
+"""The language server: prompts, the engine, cutting, ranking, the LSP handlers."""

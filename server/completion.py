@@ -10,40 +10,38 @@ import asyncio
 import fnmatch
 import logging
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote, urlparse
 
-from compilot.feedback.store import CandidateRecord, RequestRecord, Store
+from compilot.feedback.records import (
+    Candidate,
+    EventKind,
+    Request,
+    Source,
+    identified,
+    new_id,
+)
+from compilot.feedback.store import Store
+from compilot.languages import Language, language_for
 from compilot.models import ModelNotFound, resolve_model_path
+from compilot.pointer import BASE
 from compilot.server import engine as engine_mod
 from compilot.server.engine import Cancelled, Engine, ModelLoadError, Sampling
-from compilot.server.languages import Language, language_for
 from compilot.server.postprocess import cut, should_stop
 from compilot.server.prompt import Window, heal, unheal, window
-from compilot.server.rank import MAX_FULL_PARSE_BYTES, Ranked, rank
+from compilot.server.rank import MAX_FULL_PARSE_BYTES, rank
 from compilot.server.scheduler import Scheduler
 from compilot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BASE_ADAPTER = "base"
 IGNORE_FILE = ".compilotignore"
-
-
-@dataclass(frozen=True)
-class Shown:
-    """A candidate as shown to the user, with the id that accept/reject events name."""
-
-    id: str
-    text: str
-    parsed: bool | None
-    logprob: float | None
 
 
 @dataclass
@@ -51,9 +49,10 @@ class Answer:
     """The result of one completion request."""
 
     request_id: str
-    items: list[Shown]
-    source: str
-    """'model', 'cache' (an identical window answered before) or 'typed' (typed-through)."""
+    items: list[Candidate]
+    """The candidates shown, best first, each with the id that accept / reject events name."""
+    source: Source | None
+    """Where the candidates came from; None when the request was cancelled."""
     latency_ms: float
     language: str
 
@@ -73,11 +72,12 @@ class _Last:
     """What was last shown for a document, for typing through a suggestion."""
 
     window: Window
-    items: list[Ranked]
+    items: list[Candidate]
 
 
 @dataclass
 class ServiceCounters:
+    """What the completion service has done since it started."""
     requests: int = 0
     cache_hits: int = 0
     typed_through: int = 0
@@ -85,20 +85,26 @@ class ServiceCounters:
     empty: int = 0
 
 
-class LRU(OrderedDict):
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LRU(OrderedDict[K, V]):
     """A small least-recently-used map."""
 
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
 
-    def get_fresh(self, key: object) -> object | None:
+    def get_fresh(self, key: K) -> V | None:
+        """The value of ``key`` (now the most recently used), or None."""
         if key not in self:
             return None
         self.move_to_end(key)
         return self[key]
 
-    def put(self, key: object, value: object) -> None:
+    def put(self, key: K, value: V) -> None:
+        """Set ``key``, dropping the least recently used entries beyond the size."""
         self[key] = value
         self.move_to_end(key)
         while len(self) > max(0, self.size):
@@ -145,7 +151,7 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
                     sampling: Sampling, *, before: str | None = None, after: str | None = None,
                     rank_by_syntax: bool = True,
                     cancelled: Callable[[], bool] = lambda: False,
-                    ) -> tuple[list[Ranked], list[str]]:
+                    ) -> tuple[list[Candidate], list[str]]:
     """The server's model pipeline for one window: heal → prompt → generate → cut → rank.
 
     Returns (ranked candidates, the model's raw texts). ``before``/``after`` are the whole
@@ -158,15 +164,12 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
         tokens, sampling, forced=held, cancelled=cancelled,
         stop=lambda text: should_stop(unheal(text, held), prefix, suffix, language),
     )
-    raw = [cand.text for cand in candidates]
-    rows = []
-    for cand in candidates:
-        text = unheal(cand.text, held)
-        rows.append((cut(text, prefix, suffix, language), cand.text, cand.logprob, cand.tokens))
-    ranked = rank(rows, before=prefix if before is None else before,
+    cut_ = [replace(c, text=cut(unheal(c.raw, held), prefix, suffix, language))
+            for c in candidates]
+    ranked = rank(cut_, before=prefix if before is None else before,
                   after=suffix if after is None else after, language=language,
                   check_syntax=rank_by_syntax)
-    return ranked, raw
+    return ranked, [c.raw for c in candidates]
 
 
 class CompletionService:
@@ -180,17 +183,17 @@ class CompletionService:
         self.scheduler = Scheduler()
         self.engine: Engine | None = None
         self.engine_error: str | None = None
-        self.adapter = BASE_ADAPTER
+        self.adapter = BASE
         self.counters = ServiceCounters()
-        self._cache = LRU(settings.completion.cache_size)
+        self._cache: LRU[tuple[object, ...], list[Candidate]] = LRU(
+            settings.completion.cache_size)
         self._anchors: dict[str, int] = {}
         self._last: dict[str, _Last] = {}
         self._loaded: Future[object] | None = None
         self.last_raw: list[str] = []
         """The model's unprocessed candidates of the last computed request (benchmarks)."""
-        self.placed = LRU(4096)
+        self.placed: LRU[str, Placement] = LRU(4096)
         """candidate id -> Placement, for following an accepted candidate."""
-        """The model's unprocessed candidates of the last computed request (benchmarks)."""
 
     # -- the model -------------------------------------------------------------------------
 
@@ -201,8 +204,7 @@ class CompletionService:
         def work(_cancelled: Callable[[], bool]) -> None:
             try:
                 path = resolve_model_path(model.path)
-                self.engine = engine_mod.load(path, n_ctx=model.n_ctx,
-                                              n_threads=model.n_threads, n_batch=model.n_batch)
+                self.engine = engine_mod.load(path, model)
                 self.engine_error = None
             except (ModelNotFound, ModelLoadError) as exc:
                 self.engine = None
@@ -217,7 +219,8 @@ class CompletionService:
 
     def use_adapter(self, version: str, path: Path | None) -> Future[object]:
         """Swap to the LoRA adapter ``version`` (``path`` None: the base) between requests,
-        without reloading the base model; a bad adapter keeps the current one and says so."""
+        without reloading the base model; a bad adapter keeps the current one and says so.
+        """
 
         def work(_cancelled: Callable[[], bool]) -> None:
             if self.engine is None or version == self.adapter:
@@ -244,12 +247,7 @@ class CompletionService:
 
     # -- completions -----------------------------------------------------------------------
 
-    def _sampling(self) -> Sampling:
-        c = self.settings.completion
-        return Sampling(n=max(1, c.candidates), max_tokens=max(1, c.max_tokens),
-                        temperature=c.temperature, top_k=c.top_k, top_p=c.top_p, seed=c.seed)
-
-    def _typed_through(self, uri: str, win: Window) -> list[Ranked] | None:
+    def _typed_through(self, uri: str, win: Window) -> list[Candidate] | None:
         last = self._last.get(uri)
         if last is None or win.suffix != last.window.suffix or win.start != last.window.start:
             return None
@@ -258,14 +256,12 @@ class CompletionService:
         typed = win.prefix[len(last.window.prefix):]
         if not typed:
             return None
-        rest = [
-            Ranked(r.text[len(typed):], r.raw, r.logprob, r.tokens, r.parsed, r.shown)
-            for r in last.items if r.text.startswith(typed) and len(r.text) > len(typed)
-        ]
+        rest = [replace(r, text=r.text[len(typed):]) for r in last.items
+                if r.text.startswith(typed) and len(r.text) > len(typed)]
         return rest or None
 
     def _compute(self, document: str, offset: int, win: Window, language: Language,
-                 sampling: Sampling, cancelled: Callable[[], bool]) -> list[Ranked]:
+                 sampling: Sampling, cancelled: Callable[[], bool]) -> list[Candidate]:
         """Model work, on the worker thread."""
         if self.engine is None:
             return []
@@ -284,7 +280,7 @@ class CompletionService:
         started = time.perf_counter()
         self.counters.requests += 1
         language = language_for(language_id, uri)
-        request_id = uuid.uuid4().hex
+        request_id = new_id()
         if self.engine is None and self._loaded is not None and not self._loaded.done():
             try:
                 await asyncio.wrap_future(self._loaded)
@@ -293,22 +289,22 @@ class CompletionService:
                 raise
         if self.engine is None:
             self.counters.empty += 1
-            return Answer(request_id, [], "model", 0.0, language.id)
+            return Answer(request_id, [], Source.MODEL, 0.0, language.id)
 
         c = self.settings.completion
         win = window(document, offset, prefix_chars=c.prefix_chars, suffix_chars=c.suffix_chars,
                      anchor=self._anchors.get(uri))
         self._anchors[uri] = win.start
-        sampling = self._sampling()
+        sampling = Sampling.from_settings(c)
         key = (win.prefix, win.suffix, language.id, self.adapter, sampling, c.rank_by_syntax)
 
-        source = "model"
+        source = Source.MODEL
         ranked = self._typed_through(uri, win)
         if ranked is not None:
-            source = "typed"
+            source = Source.TYPED
             self.counters.typed_through += 1
         elif (hit := self._cache.get_fresh(key)) is not None:
-            ranked, source = hit, "cache"  # type: ignore[assignment]
+            ranked, source = hit, Source.CACHE
             self.counters.cache_hits += 1
         else:
             job = self.scheduler.submit(
@@ -317,27 +313,29 @@ class CompletionService:
                 key=uri,
             )
             try:
-                ranked = await asyncio.wrap_future(job.future)
+                computed: list[Candidate] = await asyncio.wrap_future(job.future)
             except Cancelled:
                 self.counters.cancelled += 1
-                return Answer(request_id, [], "cancelled", 0.0, language.id)
+                return Answer(request_id, [], None, 0.0, language.id)
             except asyncio.CancelledError:
                 job.cancel()
                 self.counters.cancelled += 1
                 raise
-            self._cache.put(key, ranked)
+            self._cache.put(key, computed)
+            ranked = computed
 
-        assert ranked is not None
         visible = [r for r in ranked if r.shown]
         self._last[uri] = _Last(win, visible)
         latency = (time.perf_counter() - started) * 1000
-        ids = [uuid.uuid4().hex for _ in ranked]
-        shown = [Shown(i, r.text, r.parsed, r.logprob) for i, r in zip(ids, ranked, strict=True)
-                 if r.shown]
+        offered = identified(ranked)
+        shown = [c for c in offered if c.shown]
         for item in shown:
             self.placed.put(item.id, Placement(uri, language.id, offset, item.text))
-        self._record(request_id, uri, language, line, character, win, latency, source, ranked,
-                     ids)
+        self._record(Request(
+            id=request_id, uri=uri, language=language.id, line=line, character=character,
+            prefix=win.prefix, suffix=win.suffix, latency_ms=latency,
+            model=self.engine.name if self.engine else "", adapter=self.adapter, source=source,
+        ), offered)
         if not shown:
             self.counters.empty += 1
         return Answer(request_id, shown, source, latency, language.id)
@@ -346,7 +344,8 @@ class CompletionService:
 
     def _logged(self, uri: str) -> bool:
         """Whether a file's completions may be recorded: logging on, and neither the setting
-        ``logging.ignore`` nor a ``.compilotignore`` in the file's folder or above matches."""
+        ``logging.ignore`` nor a ``.compilotignore`` in the file's folder or above matches.
+        """
         if self.store is None or not self.settings.logging.enabled:
             return False
         path = Path(uri_path(uri))
@@ -358,28 +357,16 @@ class CompletionService:
                     return False
         return True
 
-    def _record(self, request_id: str, uri: str, language: Language, line: int, character: int,
-                win: Window, latency: float, source: str, ranked: list[Ranked],
-                ids: list[str]) -> None:
-        if not self._logged(uri):
+    def _record(self, request: Request, candidates: list[Candidate]) -> None:
+        if self.store is None or not self._logged(request.uri):
             return
-        assert self.store is not None
-        request = RequestRecord(
-            id=request_id, uri=uri, language=language.id, line=line, character=character,
-            prefix=win.prefix, suffix=win.suffix, latency_ms=latency,
-            model=self.engine.name if self.engine else "", adapter=self.adapter, source=source,
-        )
-        candidates = [
-            CandidateRecord(id=cid, rank=i, text=r.text, raw=r.raw, logprob=r.logprob,
-                            tokens=r.tokens, parsed=r.parsed, shown=r.shown)
-            for i, (cid, r) in enumerate(zip(ids, ranked, strict=True))
-        ]
         try:
             self.store.record_request(request, candidates)
         except Exception:  # noqa: BLE001 - logging must never cost a completion
-            log.exception("could not record request %s in %s", request_id, self.store.path)
+            log.exception("could not record request %s in %s", request.id, self.store.path)
 
-    def event(self, candidate_id: str, kind: str, accepted_length: int | None = None) -> bool:
+    def event(self, candidate_id: str, kind: EventKind,
+              accepted_length: int | None = None) -> bool:
         """Record an accept / reject / shown / partial event; False if unknown or not logged."""
         if self.store is None or not isinstance(candidate_id, str):
             return False
@@ -391,7 +378,8 @@ class CompletionService:
 
     def stats(self, *, prompt: bool = False) -> dict[str, object]:
         """Counters of the service, the worker, the engine and the store; with ``prompt``,
-        also the token ids of the last prompt (to check the FIM layout)."""
+        also the token ids of the last prompt (to check the FIM layout).
+        """
         out: dict[str, object] = {
             "service": asdict(self.counters),
             "scheduler": asdict(self.scheduler.counters),
@@ -409,6 +397,7 @@ class CompletionService:
         return out
 
     def close(self) -> None:
+        """Stop the worker and close the store."""
         self.scheduler.stop()
         if self.store is not None:
             self.store.close()

@@ -21,8 +21,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from compilot.feedback.records import Candidate
+from compilot.settings import CompletionSettings, ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +37,6 @@ class Cancelled(Exception):
 
 class ModelLoadError(RuntimeError):
     """The model file could not be loaded; the message names it."""
-
-
-@dataclass
-class Candidate:
-    """One sampled continuation."""
-
-    text: str
-    tokens: int
-    logprob: float | None
-    """Mean log-probability per token under the model (temperature 1); None if empty."""
 
 
 @dataclass
@@ -61,6 +55,7 @@ class Counters:
     last_prompt: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
+        """The counters as `compilot.stats` reports them."""
         return {
             "generations": self.generations,
             "aborted": self.aborted,
@@ -83,8 +78,7 @@ class FimTokens:
 
 @dataclass(frozen=True, kw_only=True)
 class Sampling:
-    """How to sample the candidates of one request (the defaults live in the settings:
-    ``CompletionService`` builds this from ``CompletionSettings``)."""
+    """How to sample the candidates of one request (the defaults live in the settings)."""
 
     n: int
     max_tokens: int
@@ -92,6 +86,15 @@ class Sampling:
     top_k: int
     top_p: float
     seed: int
+
+    @classmethod
+    def from_settings(cls, completion: CompletionSettings, **overrides: Any) -> Sampling:
+        """The sampling of ``[completion]``, with ``overrides`` (an evaluation's n, seed...)."""
+        values: dict[str, Any] = {
+            "n": max(1, completion.candidates), "max_tokens": max(1, completion.max_tokens),
+            "temperature": completion.temperature, "top_k": completion.top_k,
+            "top_p": completion.top_p, "seed": completion.seed}
+        return cls(**{**values, **overrides})
 
 
 def _check_gguf(path: Path) -> None:
@@ -108,16 +111,20 @@ def _check_gguf(path: Path) -> None:
 class Engine:
     """A loaded GGUF and the state of its KV cache."""
 
-    def __init__(self, path: Path, *, n_ctx: int = 2048, n_threads: int | None = None,
-                 n_batch: int = 256) -> None:
+    def __init__(self, path: Path, model: ModelSettings | None = None) -> None:
+        """Load the GGUF at ``path`` as ``model`` says (context, threads, batch; the
+        ``[model]`` defaults when None); ModelLoadError names a file that cannot serve."""
         import llama_cpp
+
+        model = model or ModelSettings()
+        n_ctx, n_batch = model.n_ctx, model.n_batch
 
         self._llama_cpp = llama_cpp
         _check_gguf(path)
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(path), n_ctx=n_ctx, n_batch=n_batch,
-                n_threads=n_threads or os.cpu_count() or 1, logits_all=False, verbose=False,
+                n_threads=model.n_threads or os.cpu_count() or 1, logits_all=False, verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {path}: {exc}") from exc
@@ -134,7 +141,7 @@ class Engine:
         self._texts = [self.llm.detokenize([i]).decode("utf-8", errors="replace")
                        for i in range(self.n_vocab)]
         self._allowed_cache: dict[str, np.ndarray] = {}
-        self._adapter = None  # llama_adapter_lora_p of the adapter being applied
+        self._adapter: Any = None  # llama_adapter_lora_p of the adapter being applied
         self.adapter_path: Path | None = None
 
     def _fim_tokens(self) -> FimTokens | None:
@@ -299,7 +306,8 @@ class Engine:
             logits = self._logits()
         self.counters.generated_tokens += len(out)
         mean = float(np.mean(logprobs)) if logprobs else None
-        return Candidate(data.decode("utf-8", errors="replace"), len(out), mean)
+        text = data.decode("utf-8", errors="replace")
+        return Candidate(text=text, raw=text, tokens=len(out), logprob=mean)
 
     @staticmethod
     def _pick(logits: np.ndarray, sampling: Sampling, index: int, rng: np.random.Generator,
@@ -327,10 +335,10 @@ class Engine:
         return token, float(logits[token]) - logz
 
 
-def load(path: Path, *, n_ctx: int, n_threads: int | None, n_batch: int) -> Engine:
+def load(path: Path, model: ModelSettings) -> Engine:
     """Load ``path`` and log how long it took."""
     started = time.perf_counter()
-    engine = Engine(path, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
+    engine = Engine(path, model)
     log.info("loaded %s in %.2fs (FIM: %s)", path, time.perf_counter() - started,
              engine.fim is not None)
     return engine

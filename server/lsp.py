@@ -12,14 +12,16 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
-from compilot import __version__
+from compilot import __version__, pointer, round_lock
 from compilot import settings as settings_mod
-from compilot.feedback.monitor import CheckOptions, Monitor
+from compilot.feedback.monitor import Monitor
+from compilot.feedback.records import EventKind
 from compilot.feedback.store import Store, StoreError
 from compilot.feedback.watcher import Watcher
+from compilot.models import resolve_model_path
+from compilot.paths import DataDir
 from compilot.server.completion import Answer, CompletionService, uri_path
 from compilot.server.positions import offset_at, word_before
-from compilot.training.registry import POINTER, Registry
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,6 @@ STATUS = "compilot.status"
 TRAIN = "compilot.train"
 STATS = "compilot.stats"
 SETTLE = "compilot.settle"
-REPORTS_DIR = "reports"
 # Notifications of Copilot's language server, so that clients written for it work unchanged.
 DID_SHOW = "textDocument/didShowCompletion"
 DID_PARTIALLY_ACCEPT = "textDocument/didPartiallyAcceptCompletion"
@@ -47,7 +48,8 @@ class CompilotServer(LanguageServer):
         self.service: CompletionService | None = None
         self.monitor: Monitor | None = None
         self.watcher: Watcher | None = None
-        self.registry: Registry | None = None
+        self.adapters: Path | None = None
+        """The adapters folder whose `current` pointer the server follows."""
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
 
@@ -59,12 +61,17 @@ class CompilotServer(LanguageServer):
         else:
             self.window_show_message(params)
 
+    @property
+    def data(self) -> DataDir:
+        """The data dir of the current settings."""
+        return DataDir.of(self.settings)
+
     def start_service(self) -> CompletionService:
         """Open the store and load the model (on the worker thread)."""
         store = None
         if self.settings.logging.enabled:
             try:
-                store = Store.in_dir(settings_mod.data_dir(self.settings), recover=True)
+                store = Store.in_dir(self.data, recover=True)
                 if store.recovered_from is not None:
                     self.tell(f"compilot: the event database was damaged; it was kept as "
                               f"{store.recovered_from} and a new one started at {store.path}",
@@ -73,27 +80,27 @@ class CompilotServer(LanguageServer):
                 self.tell(f"compilot: events are not recorded: {exc}")
         self.service = CompletionService(self.settings, store, on_error=self.tell)
         self.service.load()
-        self.monitor = Monitor(store, options=CheckOptions(
-            timeout=self.settings.checks.timeout_s, memory_mb=self.settings.checks.memory_mb))
+        self.monitor = Monitor(store, self.settings.checks)
         try:
             self.watcher = Watcher(self._on_disk_change)
         except OSError as exc:  # inotify limits: follow editor events only
             log.warning("not watching files on disk: %s", exc)
-        self.registry = Registry(settings_mod.data_dir(self.settings) / "adapters")
+        self.adapters = self.data.adapters
+        self.adapters.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.watcher is not None:
-            self.watcher.watch(self.registry.root / POINTER)
-        self.follow_registry()
+            self.watcher.watch(self.adapters / pointer.POINTER)
+        self.follow_pointer()
         if self.loop is not None:
             self._ticker = self.loop.create_task(self._tick())
         return self.service
 
-    def follow_registry(self) -> None:
-        """Serve the adapter the registry's `current` pointer names."""
-        if self.service is None or self.registry is None:
+    def follow_pointer(self) -> None:
+        """Serve the adapter that the `current` pointer in the data dir names."""
+        if self.service is None or self.adapters is None:
             return
-        version = self.registry.current()
+        version = pointer.current(self.adapters)
         if version != self.service.adapter:
-            self.service.use_adapter(version, self.registry.current_gguf())
+            self.service.use_adapter(version, pointer.adapter_gguf(self.adapters, version))
 
     async def _tick(self) -> None:
         """Survival checkpoints (30 s, 2 min, 10 min after acceptance)."""
@@ -106,8 +113,8 @@ class CompilotServer(LanguageServer):
         """From watchdog's thread: a followed file or the adapter pointer changed on disk."""
         if self.loop is None:
             return
-        if self.registry is not None and path == (self.registry.root / POINTER).resolve():
-            self.loop.call_soon_threadsafe(self.follow_registry)
+        if self.adapters is not None and path == (self.adapters / pointer.POINTER).resolve():
+            self.loop.call_soon_threadsafe(self.follow_pointer)
         elif self.monitor is not None:
             self.loop.call_soon_threadsafe(self.monitor.disk_changed, path.as_uri(), text)
 
@@ -239,7 +246,7 @@ def accepted(ls: CompilotServer, *args: Any) -> bool:
     """The user accepted a candidate (inline item or completion item): record it, check it
     (syntax now, compile in the background) and follow it through later edits."""
     cid = _candidate_id(args)
-    if not (ls.service and cid and ls.service.event(cid, "accepted")):
+    if not (ls.service and cid and ls.service.event(cid, EventKind.ACCEPTED)):
         return False
     placed = ls.service.placed.get_fresh(cid)
     if (ls.monitor is not None and placed is not None
@@ -303,7 +310,7 @@ def did_close(ls: CompilotServer, params: types.DidCloseTextDocumentParams) -> N
 def rejected(ls: CompilotServer, *args: Any) -> bool:
     """The user dismissed a candidate."""
     cid = _candidate_id(args)
-    return bool(ls.service and cid and ls.service.event(cid, "rejected"))
+    return bool(ls.service and cid and ls.service.event(cid, EventKind.REJECTED))
 
 
 @server.command(PARTIALLY_ACCEPTED)
@@ -313,23 +320,21 @@ def partially_accepted(ls: CompilotServer, *args: Any) -> bool:
     detail = args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
     length = detail.get("length")
     return bool(ls.service and cid and ls.service.event(
-        cid, "partial", length if isinstance(length, int) and length >= 0 else None))
+        cid, EventKind.PARTIAL, length if isinstance(length, int) and length >= 0 else None))
 
 
 @server.command(STATUS)
 def status(ls: CompilotServer, *args: Any) -> dict[str, Any]:
     """What an editor's status item shows: the serving adapter, today's accept and compile
     rates, whether a training round runs, and the latest report."""
-    from compilot.training import schedule
-
-    root = settings_mod.data_dir(ls.settings)
+    data = ls.data
     service = ls.service
     midnight = datetime.combine(date.today(), dtime()).timestamp()
     rows = service.store.summary(midnight) if service and service.store else []
     shown, accepted, checked, compiled = (
         sum(int(r[key] or 0) for r in rows)
         for key in ("shown", "accepted", "accepted_checked", "accepted_compiled"))
-    reports = sorted((root / REPORTS_DIR).glob("*.html"), key=lambda p: p.stat().st_mtime)
+    reports = sorted(data.reports.glob("*.html"), key=lambda p: p.stat().st_mtime)
     return {
         "version": __version__,
         "adapter": service.adapter if service else None,
@@ -339,16 +344,14 @@ def status(ls: CompilotServer, *args: Any) -> dict[str, Any]:
                   "acceptRate": round(accepted / shown, 4) if shown else None,
                   "checked": checked, "compiled": compiled,
                   "compileRate": round(compiled / checked, 4) if checked else None},
-        "training": {"running": schedule.round_running(root),
-                     "log": str(root / schedule.LOG_FILE)},
+        "training": {"running": round_lock.round_running(data),
+                     "log": str(data.trainer_log)},
         "report": str(reports[-1]) if reports else None,
     }
 
 
 def _model_path(ls: CompilotServer) -> str | None:
     """The configured model, before the engine has loaded it (it loads on first use)."""
-    from compilot.models import resolve_model_path
-
     try:
         return str(resolve_model_path(ls.settings.model.path))
     except (OSError, RuntimeError, ValueError):
@@ -358,13 +361,11 @@ def _model_path(ls: CompilotServer) -> str | None:
 @server.command(TRAIN)
 def train_now(ls: CompilotServer, *args: Any) -> dict[str, Any]:
     """Start one training round in a background process (the same as `compilot train`)."""
-    from compilot.training import schedule
-
-    root = settings_mod.data_dir(ls.settings)
-    log_path = root / schedule.LOG_FILE
+    data = ls.data
+    log_path = data.trainer_log
     try:
-        pid = schedule.start_round(root, ls.settings)
-    except (schedule.Busy, OSError) as exc:
+        pid = round_lock.start_round(data, ls.settings)
+    except (round_lock.Busy, OSError) as exc:
         return {"started": False, "message": str(exc), "log": str(log_path)}
     return {"started": True, "log": str(log_path),
             "message": f"training round started (pid {pid}); it logs to {log_path} and the "
@@ -400,7 +401,7 @@ def did_show(ls: CompilotServer, params: Any) -> None:
     """Copilot's notification that an item was shown."""
     cid = _item_candidate(params)
     if ls.service and cid:
-        ls.service.event(cid, "shown")
+        ls.service.event(cid, EventKind.SHOWN)
 
 
 @server.feature(DID_PARTIALLY_ACCEPT)
@@ -410,7 +411,7 @@ def did_partially_accept(ls: CompilotServer, params: Any) -> None:
     length = (params.get("acceptedLength") if isinstance(params, dict)
               else getattr(params, "acceptedLength", None))
     if ls.service and cid:
-        ls.service.event(cid, "partial", length if isinstance(length, int) else None)
+        ls.service.event(cid, EventKind.PARTIAL, length if isinstance(length, int) else None)
 
 
 @server.feature(types.SHUTDOWN)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from compilot.server.languages import COMMON_STOPS, Language
+from compilot.languages import COMMON_STOPS, Language
 
 # Lines a chat model writes after its code: "Explanation:", "This function returns ...".
 _PROSE_MARKERS = re.compile(

@@ -48,9 +48,9 @@ def window(text: str, offset: int, *, prefix_chars: int, suffix_chars: int,
 
 
 def heal(prefix: str) -> tuple[str, str]:
-    """Split trailing whitespace off the prompt: ``(prompt_prefix, held_back)``.
+    r"""Split trailing whitespace off the prompt: ``(prompt_prefix, held_back)``.
 
-    Tokenizers merge a newline and indentation with the code that follows (``"\\n   "`` +
+    Tokenizers merge a newline and indentation with the code that follows (``"\n   "`` +
     ``" if"``); a prompt ending in bare indentation forces a boundary the model never saw in
     training and derails small models (they start a new definition at column 0). The engine
     generates the held-back text as its first tokens (token healing) and ``unheal`` removes it.

@@ -10,27 +10,14 @@ parsing (mid-statement, the user may be about to finish it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from compilot.feedback.records import Candidate
 from compilot.feedback.syntax import Splicer, parser_for
-from compilot.server.languages import Language
+from compilot.languages import Language
 
 # Above this size the whole-document parse costs more than it tells: parse the window only.
 MAX_FULL_PARSE_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class Ranked:
-    """A candidate ready to show."""
-
-    text: str
-    raw: str
-    logprob: float | None
-    tokens: int
-    parsed: bool | None
-    """True: splices without new syntax errors; False: it does not; None: not checked."""
-    shown: bool = True
-    """False for a candidate that does not parse while another one does."""
 
 
 def _splicer(language: Language, before: str, after: str) -> Splicer | None:
@@ -51,14 +38,16 @@ def _longest_parsing_prefix(text: str, splicer: Splicer) -> str | None:
     return None
 
 
-def rank(candidates: list[tuple[str, str, float | None, int]], *, before: str, after: str,
-         language: Language, check_syntax: bool = True) -> list[Ranked]:
-    """Rank ``(text, raw, logprob, tokens)`` candidates for a cursor between ``before`` and
-    ``after`` (the document, or the window of a huge one). Empty and duplicate texts go."""
+def rank(candidates: list[Candidate], *, before: str, after: str, language: Language,
+         check_syntax: bool = True) -> list[Candidate]:
+    """Rank cut candidates for a cursor between ``before`` and ``after`` (the document, or
+    the window of a huge one), setting ``parsed`` and ``shown``. Empty and duplicate texts
+    go."""
     splicer = _splicer(language, before, after) if check_syntax else None
-    ranked: list[Ranked] = []
+    ranked: list[Candidate] = []
     seen: set[str] = set()
-    for text, raw, logprob, tokens in candidates:
+    for candidate in candidates:
+        text = candidate.text
         parsed: bool | None = None
         if splicer is not None and text.strip():
             parsed = splicer.parses(text)
@@ -69,7 +58,7 @@ def rank(candidates: list[tuple[str, str, float | None, int]], *, before: str, a
         if not text.strip() or text in seen:
             continue
         seen.add(text)
-        ranked.append(Ranked(text, raw, logprob, tokens, parsed))
+        ranked.append(replace(candidate, text=text, parsed=parsed, shown=True))
     ranked.sort(key=lambda r: (r.parsed is False, -(r.logprob if r.logprob is not None else -99)))
     if any(r.parsed for r in ranked):
         ranked = [r if r.parsed is not False else replace(r, shown=False) for r in ranked]

@@ -35,11 +35,13 @@ class Job:
 
     @property
     def cancelled(self) -> bool:
+        """Whether the job was told to stop."""
         return self._cancelled.is_set()
 
 
 @dataclass
 class SchedulerCounters:
+    """What the worker has done since it started."""
     submitted: int = 0
     superseded: int = 0
     """Jobs cancelled (by a newer job or by the client) before they started."""
@@ -93,7 +95,7 @@ class Scheduler:
                     continue
                 self._running = job
             try:
-                result = job.work(lambda job=job: job.cancelled)
+                result = job.work(job._cancelled.is_set)
             except Cancelled as exc:
                 job.future.set_exception(exc)
             except Exception as exc:  # noqa: BLE001 - reported through the future

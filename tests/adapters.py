@@ -11,7 +11,7 @@ import numpy as np
 from gguf import GGUFReader
 from safetensors.numpy import save_file
 
-from compilot.training.export import peft_to_gguf
+from compilot.training.gguf_adapter import peft_to_gguf
 
 
 def _meta(reader: GGUFReader, key: str) -> int:

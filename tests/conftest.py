@@ -30,17 +30,20 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store of real completions of stdlib function bodies by the embedded model, labelled by
     the real checker (training.selfplay), as an editor session would leave it."""
     from compilot.feedback.store import Store
+    from compilot.paths import DataDir
     from compilot.server.engine import Engine, Sampling
-    from compilot.training.corpus import stdlib_tasks
+    from compilot.settings import Settings
+    from compilot.training.corpus import stdlib_holes
     from compilot.training.selfplay import collect
 
     root = tmp_path_factory.mktemp("collected")
-    store = Store.in_dir(root)
-    engine = Engine(embedded_model_path(), n_ctx=2048)
+    store = Store.in_dir(DataDir(root))
+    engine = Engine(embedded_model_path())
+    settings = Settings()
     try:
-        collect(store, engine, stdlib_tasks(COLLECTED_TASKS, seed=3), adapter="base",
-                sampling=Sampling(n=3, max_tokens=40, temperature=0.9, top_k=40, top_p=0.95,
-                                  seed=0))
+        collect(store, engine, stdlib_holes(COLLECTED_TASKS, seed=3), adapter="base",
+                settings=settings, sampling=Sampling.from_settings(
+                    settings.completion, n=3, max_tokens=40, temperature=0.9, seed=0))
     finally:
         engine.llm.close()
         store.close()

@@ -10,6 +10,7 @@ import pytest_lsp
 from pytest_lsp import LanguageClient
 
 from compilot.models import embedded_model_path
+from compilot.paths import DataDir
 from compilot.training.registry import AdapterInfo, Registry
 from tests.adapters import random_adapter
 from tests.lsp_helpers import (
@@ -39,7 +40,7 @@ async def client(lsp_client: LanguageClient):
 
 
 async def test_promoted_adapter_is_swapped_in_live(client: LanguageClient) -> None:
-    registry = Registry(DATA_DIR / "adapters")
+    registry = Registry(DataDir(DATA_DIR).adapters)
     staging = registry.staging()
     random_adapter(embedded_model_path(), staging)
     registry.add(staging, AdapterInfo(version="v1", method="test", parent="base"))

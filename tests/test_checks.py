@@ -9,11 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from compilot.feedback import checks
+from compilot.feedback import compilers
+from compilot.feedback.blame import blame, check
+from compilot.feedback.compilers import available, check_compile
+from compilot.feedback.diagnostics import CheckStatus
+from compilot.feedback.limits import run_limited
+from compilot.feedback.syntax import check_syntax
+from compilot.settings import CheckSettings
 
 
 def needs(language: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(not checks.available(language), reason=f"no {language} compiler")
+    return pytest.mark.skipif(not available(language), reason=f"no {language} compiler")
 
 
 C_OK = "#include <string.h>\n\nint f(const char *s) {\n    return (int) strlen(s);\n}\n"
@@ -65,7 +71,7 @@ JAVA_BARE = "import java.util.List;\n\nint total(List<Integer> xs) {\n    int t 
     ],
 )
 def test_compile_status(language: str, source: str, status: str) -> None:
-    result = checks.check_compile(source, language)
+    result = check_compile(source, language)
     assert (result.stage, result.status) == ("compile", status), result.diagnostics
     assert result.failed is (status in ("syntax", "type"))
     assert (status == "ok") is not result.diagnostics
@@ -73,7 +79,7 @@ def test_compile_status(language: str, source: str, status: str) -> None:
 
 
 def test_python_undefined_name_is_unresolved_not_failed() -> None:
-    result = checks.check_compile("def f(a):\n    return a + missing_name\n", "python")
+    result = check_compile("def f(a):\n    return a + missing_name\n", "python")
     assert (result.status, result.failed) == ("unresolved", False)
     assert [(d.line, d.column, d.message) for d in result.diagnostics] == [
         (1, 15, "undefined name 'missing_name'")]
@@ -81,7 +87,7 @@ def test_python_undefined_name_is_unresolved_not_failed() -> None:
 
 @needs("c")
 def test_c_diagnostic_position_and_message() -> None:
-    result = checks.check_compile("int f(int a) {\n    return a + 1\n}\n", "c")
+    result = check_compile("int f(int a) {\n    return a + 1\n}\n", "c")
     assert [(d.line, d.column, d.message) for d in result.diagnostics] == [
         (1, 16, "expected ';' before '}' token")]
 
@@ -90,7 +96,7 @@ def test_c_diagnostic_position_and_message() -> None:
 def test_java_bare_method_type_error_maps_back_to_its_line() -> None:
     source = "import java.util.List;\n\nint f(List<Integer> a) {\n    String s = 1;\n" \
              "    return a.size();\n}\n"
-    result = checks.check_compile(source, "java")
+    result = check_compile(source, "java")
     assert result.status == "type"
     assert [(d.line, d.column) for d in result.diagnostics] == [(3, 15)]
     assert "incompatible types" in result.diagnostics[0].message
@@ -113,39 +119,39 @@ def test_java_bare_method_type_error_maps_back_to_its_line() -> None:
 )
 def test_check_syntax(language: str, source: str, status: str,
                       where: list[tuple[int, int]]) -> None:
-    result = checks.check_syntax(source, language)
+    result = check_syntax(source, language)
     assert (result.stage, result.status, result.failed) == ("syntax", status, bool(where))
     assert [(d.line, d.column) for d in result.diagnostics] == where
     assert result.tool == f"tree-sitter {language}"
 
 
 def test_unknown_language_has_no_toolchain() -> None:
-    syntax, compiled = checks.check("x", "no-such-language")
+    syntax, compiled = check("x", "no-such-language")
     assert (syntax.status, syntax.tool, syntax.failed) == ("toolchain_missing", "tree-sitter",
                                                            False)
     assert compiled.status == "toolchain_missing"
-    assert not checks.available("no-such-language")
+    assert not available("no-such-language")
 
 
 @pytest.mark.parametrize(
     "language",
     [
         pytest.param("go", id="go", marks=pytest.mark.skipif(
-            checks.available("go"), reason="gofmt is installed")),
+            available("go"), reason="gofmt is installed")),
         pytest.param("typescript", id="typescript", marks=pytest.mark.skipif(
-            checks.available("typescript"), reason="tsc is installed")),
+            available("typescript"), reason="tsc is installed")),
     ],
 )
 def test_missing_toolchain(language: str) -> None:
-    result = checks.check_compile("package main\n", language)
-    assert (result.status, result.failed, checks.available(language)) == (
+    result = check_compile("package main\n", language)
+    assert (result.status, result.failed, available(language)) == (
         "toolchain_missing", False, False)
 
 
 def test_toolchain_missing_from_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(checks.shutil, "which", lambda name: None)
-    assert not checks.available("c")
-    result = checks.check_compile(C_OK, "c")
+    monkeypatch.setattr(compilers.shutil, "which", lambda name: None)
+    assert not available("c")
+    result = check_compile(C_OK, "c")
     assert (result.status, result.tool) == ("toolchain_missing", "gcc -fsyntax-only")
 
 
@@ -159,28 +165,28 @@ def test_toolchain_missing_from_path(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_binary_input_does_not_raise(text: str) -> None:
-    for result in checks.check(text, "python"):
-        assert result.status in checks.STATUSES
-    assert checks.check_syntax(text, "c").status in checks.STATUSES
+    for result in check(text, "python"):
+        assert result.status in tuple(CheckStatus)
+    assert check_syntax(text, "c").status in tuple(CheckStatus)
 
 
 def test_ten_megabyte_python_source_is_parsed() -> None:
     unit = "def f{0}(a):\n    return a + {0}\n\n\n"
     source = "".join(unit.format(i) for i in range(300_000))
     assert len(source) > 10_000_000
-    assert checks.check_syntax(source, "python").status == "ok"
+    assert check_syntax(source, "python").status == "ok"
 
 
 # -- the subprocess helper ------------------------------------------------------------------
 
 def test_hung_tool_is_killed_at_the_timeout() -> None:
     started = time.monotonic()
-    done = checks.run_limited(["sleep", "30"], cwd=None, timeout=0.2, memory_mb=256)
+    done = run_limited(["sleep", "30"], cwd=None, timeout=0.2, memory_mb=256)
     assert done.timed_out and time.monotonic() - started < 5
 
 
 def test_timeout_kills_the_process_group() -> None:
-    done = checks.run_limited(["sh", "-c", "sleep 30 & echo $!; wait"], cwd=None,
+    done = run_limited(["sh", "-c", "sleep 30 & echo $!; wait"], cwd=None,
                               timeout=0.3, memory_mb=256)
     assert done.timed_out
     child = int(done.output.split()[0])
@@ -200,20 +206,20 @@ def _alive(pid: int) -> bool:
 
 
 def test_memory_limit_applies() -> None:
-    done = checks.run_limited([sys.executable, "-c", "bytearray(1 << 30)"], cwd=None,
+    done = run_limited([sys.executable, "-c", "bytearray(1 << 30)"], cwd=None,
                               timeout=10, memory_mb=256)
     assert done.returncode != 0 and "MemoryError" in done.output
 
 
 @needs("cpp")
 def test_compiler_over_time_is_a_timeout_not_a_failure() -> None:
-    result = checks.check_compile(CPP_OK, "cpp", timeout=0.001)
+    result = check_compile(CPP_OK, "cpp", CheckSettings(timeout_s=0.001))
     assert (result.status, result.failed) == ("timeout", False)
 
 
 @needs("c")
 def test_tool_that_cannot_start_is_an_error_not_an_exception() -> None:
-    result = checks.check_compile(C_OK, "c", memory_mb=8)
+    result = check_compile(C_OK, "c", CheckSettings(memory_mb=8))
     assert (result.status, result.failed) == ("error", False)
     assert result.diagnostics and "compilot-check-" not in result.diagnostics[0].message
 
@@ -222,7 +228,7 @@ def test_tool_that_cannot_start_is_an_error_not_an_exception() -> None:
 def test_workdir_holds_headers_and_is_left_clean(tmp_path: Path) -> None:
     (tmp_path / "local.h").write_text("int helper(int);\n")
     source = '#include "local.h"\nint f(void) { return helper(1); }\n'
-    assert checks.check_compile(source, "c", workdir=tmp_path).status == "ok"
+    assert check_compile(source, "c", workdir=tmp_path).status == "ok"
     assert os.listdir(tmp_path) == ["local.h"]
 
 
@@ -245,7 +251,7 @@ C_TAIL = "\n}\n\nint g(void) {\n    return undeclared_elsewhere;\n}\n"
     ],
 )
 def test_blame_c(completion: str, status: str, introduced: bool, new: list[str]) -> None:
-    blamed = checks.blame(C_HEAD + C_TAIL, C_HEAD + completion + C_TAIL, "c")
+    blamed = blame(C_HEAD + C_TAIL, C_HEAD + completion + C_TAIL, "c")
     assert (blamed.result.status, blamed.introduced) == (status, introduced)
     assert [d.message for d in blamed.new] == new
 
@@ -266,5 +272,5 @@ OLD_ERROR = "def g(:\n    pass\n\n\n"
 )
 def test_blame_python(old: str, completion: str, stage: str, introduced: bool) -> None:
     head, tail = old + "def f(a):\n    ", "\n\n\nprint(f(1))\n"
-    blamed = checks.blame(head + tail, head + completion + tail, "python", stage=stage)
+    blamed = blame(head + tail, head + completion + tail, "python", stage=stage)
     assert (blamed.result.stage, blamed.introduced) == (stage, introduced)

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from compilot.feedback.store import CandidateRecord, RequestRecord, Store
+from compilot.feedback.records import Candidate, Request
+from compilot.feedback.store import Store
+from compilot.paths import DataDir
+from tests.records import verdict
 
 CLI = [sys.executable, "-m", "compilot"]
 
@@ -42,16 +45,15 @@ def test_check_exit_status(tmp_path: Path, name: str, source: str, code: int) ->
 
 
 def test_stats_and_export(tmp_path: Path) -> None:
-    store = Store.in_dir(tmp_path)
+    store = Store.in_dir(DataDir(tmp_path))
     store.record_request(
-        RequestRecord(id="r", uri="file:///p/a.py", language="python", line=1, character=4,
-                      prefix="def f(a):\n    ", suffix="\n", latency_ms=5, model="m",
-                      adapter="base", source="model"),
-        [CandidateRecord(id="c", rank=0, text="return a(", raw="return a(", logprob=-1,
-                         tokens=3, parsed=False)])
+        Request(id="r", uri="file:///p/a.py", language="python", line=1, character=4,
+                prefix="def f(a):\n    ", suffix="\n", latency_ms=5, model="m",
+                adapter="base", source="model"),
+        [Candidate(id="c", text="return a(", raw="return a(", logprob=-1, tokens=3,
+                   parsed=False)])
     store.record_event("c", "accepted")
-    store.record_check("c", stage="compile", trigger="accept", status="syntax", tool="python",
-                       introduced=True, diagnostics=[], duration_ms=1)
+    store.record_check("c", verdict("compile", "syntax", introduced=True), "accept")
     store.record_revision("c", broken="return a(", fixed="return a()", status="ok")
     store.close()
     stats = json.loads(run("stats", "--json", data_dir=tmp_path).stdout)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from compilot.feedback import dataset_export as fx
 from compilot.feedback import datasets as fd
-from compilot.feedback import export as fx
-from compilot.feedback.store import CandidateRecord, RequestRecord, Store
+from compilot.feedback.records import Candidate, Request
+from compilot.feedback.store import Store
+from compilot.feedback.syntax import check_syntax
+from compilot.paths import DataDir
+from compilot.settings import DatasetSettings
+from tests.records import verdict
 
 KEY = "AKIA" + "Q7XZ2M4P8R6T1V3W"  # a fake AWS access key id
 BROKEN = "for i in range(n)\n        total += i"
@@ -24,12 +28,12 @@ def add(store: Store, rid: str, at: float, uri: str, prefix: str, suffix: str,
         *candidates: tuple[str, str, bool | None, bool], language: str = "python") -> None:
     """A request and its candidates (id, text, parsed, shown)."""
     store.record_request(
-        RequestRecord(id=rid, uri=uri, language=language, line=1, character=4, prefix=prefix,
-                      suffix=suffix, latency_ms=10.0, model="m.gguf", adapter="base-1",
-                      source="model", created_at=at),
-        [CandidateRecord(id=cid, rank=n, text=text, raw=text, logprob=-0.5, tokens=4,
-                         parsed=parsed, shown=shown)
-         for n, (cid, text, parsed, shown) in enumerate(candidates)],
+        Request(id=rid, uri=uri, language=language, line=1, character=4, prefix=prefix,
+                suffix=suffix, latency_ms=10.0, model="m.gguf", adapter="base-1",
+                source="model", created_at=at),
+        [Candidate(id=cid, text=text, raw=text, logprob=-0.5, tokens=4, parsed=parsed,
+                   shown=shown)
+         for cid, text, parsed, shown in candidates],
     )
 
 
@@ -37,8 +41,8 @@ def accept(store: Store, cid: str, status: str = "ok", share: float | None = 1.0
            introduced: bool = False, kind: str = "accepted") -> None:
     store.record_event(cid, "shown")
     store.record_event(cid, kind)
-    store.record_check(cid, stage="compile", trigger="accept", status=status, tool="py_compile",
-                       introduced=introduced, diagnostics=[], duration_ms=5.0)
+    store.record_check(cid, verdict("compile", status, introduced=introduced,
+                                    tool="py_compile"), "accept")
     if share is not None:
         store.record_survival(cid, at="30s", share=share, text="")
 
@@ -79,7 +83,7 @@ def fill(store: Store) -> None:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    store = Store.in_dir(tmp_path_factory.mktemp("store"))
+    store = Store.in_dir(DataDir(tmp_path_factory.mktemp("store")))
     fill(store)
     # Rows written before a redaction pattern existed: the export must still redact them.
     store.close()
@@ -94,21 +98,11 @@ def rows(dataset_dict: Any) -> list[dict[str, Any]]:
     return [r for split in fd.SPLITS for r in dataset_dict[split].to_list()]
 
 
-def build(store: Store, kind: str, **options: Any) -> Any:
-    return fd.build(store, fd.DatasetOptions(kind=kind, held_out=0.0, **options))
-
-
-def wait_for_checks(timeout: float = 300.0) -> None:
-    """checks.py is written concurrently: wait for it rather than fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            from compilot.feedback.checks import check_compile, check_syntax  # noqa: F401
-            return
-        except ImportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(2.0)
+def build(store: Store, kind: str, *, since: float | None = None, language: str | None = None,
+          **settings: Any) -> Any:
+    """``kind`` from ``store``, every file in train unless ``held_out`` is given."""
+    selection = fd.Selection(kind=kind, since=since, language=language)  # type: ignore[arg-type]
+    return fd.build(store, selection, DatasetSettings(**{"held_out": 0.0, **settings}))
 
 
 # -- labels -------------------------------------------------------------------------------------
@@ -202,9 +196,9 @@ def test_parse_since() -> None:
     with pytest.raises(ValueError, match="since"):
         fd.parse_since("yesterday")
     with pytest.raises(ValueError, match="held_out"):
-        fd.DatasetOptions(kind="kto", held_out=2.0)
+        DatasetSettings(held_out=2.0)
     with pytest.raises(ValueError, match="kind"):
-        fd.DatasetOptions(kind="ppo")  # type: ignore[arg-type]
+        fd.Selection(kind="ppo")  # type: ignore[arg-type]
 
 
 # -- SFT and dedupe -----------------------------------------------------------------------------
@@ -257,9 +251,6 @@ def test_corrupt_is_deterministic_by_seed() -> None:
     ],
 )
 def test_synthetic_negative(prefix: str, text: str, suffix: str, kept: bool) -> None:
-    wait_for_checks()
-    from compilot.feedback.checks import check_syntax
-
     negative = fd.synthetic_negative(prefix, text, suffix, "python", seed=0)
     assert (negative is not None) is kept
     if negative is not None:
@@ -268,7 +259,6 @@ def test_synthetic_negative(prefix: str, text: str, suffix: str, kept: bool) -> 
 
 
 def test_dpo_pairs(store: Store) -> None:
-    wait_for_checks()
     got = rows(build(store, "dpo", language="python"))
     pairs = {(r["source"], r["chosen"], r["rejected"]) for r in got}
     assert ("candidates", "return a + b", "return a +") in pairs
@@ -278,28 +268,28 @@ def test_dpo_pairs(store: Store) -> None:
     assert STILL_COMPILES not in synthetic  # its only corruption still compiles
     assert "return a + b" not in synthetic  # r1 has a natural negative
     assert len(got) == len(pairs)
-    none = rows(build(store, "dpo", language="python", synthetic=False))
+    none = rows(build(store, "dpo", language="python", synthetic_negatives=False))
     assert {r["source"] for r in none} == {"candidates", "revision"}
 
 
 # -- split --------------------------------------------------------------------------------------
 
 def test_split_by_file_is_disjoint(tmp_path: Path) -> None:
-    store = Store.in_dir(tmp_path)
+    store = Store.in_dir(DataDir(tmp_path))
     for n in range(16):
         for m in range(2):
             add(store, f"r{n}-{m}", 1000 + n, f"file:///w/m{n}.py", f"def f{n}_{m}():\n    ",
                 "\n", (f"c{n}-{m}", "return 1", True, True))
             accept(store, f"c{n}-{m}")
-    half = fd.build(store, fd.DatasetOptions(kind="sft", held_out=0.5))
+    half = build(store, "sft", held_out=0.5)
     files = {s: set(half[s]["file"]) for s in fd.SPLITS}
     assert files["train"] and files["test"] and not files["train"] & files["test"]
     assert len(half["train"]) + len(half["test"]) == 32
     assert all(len(f) == 16 and "/" not in f for f in files["train"] | files["test"])
-    again = fd.build(store, fd.DatasetOptions(kind="sft", held_out=0.5, seed=7))
+    again = build(store, "sft", held_out=0.5, seed=7)
     assert {s: set(again[s]["file"]) for s in fd.SPLITS} == files  # stable, seed-independent
     for held_out, empty in ((0.0, "test"), (1.0, "train")):
-        dd = fd.build(store, fd.DatasetOptions(kind="sft", held_out=held_out))
+        dd = build(store, "sft", held_out=held_out)
         assert len(dd[empty]) == 0 and dd[empty].features == fd.FEATURES["sft"]
 
 
@@ -331,9 +321,8 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_export_round_trip(store: Store, tmp_path: Path, offline: None, fmt: str, kind: str,
                            held_out: float) -> None:
-    options = fd.DatasetOptions(kind=kind, held_out=held_out)
-    dd = fd.build(store, options)
-    paths = fx.export(dd, tmp_path / "out", fmt=fmt, options=options)
+    dd = build(store, kind, held_out=held_out)
+    paths = fx.export(dd, tmp_path / "out", fmt=fmt, made_with={"kind": kind})
     assert all(p.exists() for p in paths)
     back = fx.load(tmp_path / "out", fmt, cache_dir=tmp_path / "cache")
     assert set(back) == set(fd.SPLITS)
@@ -352,7 +341,7 @@ def test_export_round_trip(store: Store, tmp_path: Path, offline: None, fmt: str
 @pytest.mark.parametrize("kind", [pytest.param(k, id=k) for k in ("kto", "events")])
 def test_secrets_never_exported(store: Store, tmp_path: Path, fmt: str, kind: str) -> None:
     assert KEY in store.query("SELECT suffix FROM requests WHERE id = 'r7'")[0][0]
-    dd = fd.build(store, fd.DatasetOptions(kind=kind, held_out=0.5))
+    dd = build(store, kind, held_out=0.5)
     assert any(KEY[:4] not in (r["prompt"] + r["suffix"]) and "<REDACTED>" in r["prompt"]
                for r in rows(dd))
     fx.export(dd, tmp_path, fmt=fmt)

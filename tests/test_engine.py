@@ -11,14 +11,11 @@ import pytest
 from compilot.models import embedded_model_path
 from compilot.server.engine import Cancelled, Engine, ModelLoadError, Sampling
 from compilot.server.scheduler import Scheduler
-from compilot.settings import CompletionSettings
+from compilot.settings import CompletionSettings, ModelSettings
 
 
 def sampling(**changes: object) -> Sampling:
-    c = CompletionSettings()
-    values = dict(n=1, max_tokens=c.max_tokens, temperature=c.temperature, top_k=c.top_k,
-                  top_p=c.top_p, seed=c.seed)
-    return Sampling(**{**values, **changes})  # type: ignore[arg-type]
+    return Sampling.from_settings(CompletionSettings(), **{"n": 1, **changes})
 
 
 PREFIX = 'def add(a, b):\n    """Return the sum of a and b."""\n'
@@ -26,7 +23,7 @@ PREFIX = 'def add(a, b):\n    """Return the sum of a and b."""\n'
 
 @pytest.fixture(scope="module")
 def engine() -> Engine:
-    return Engine(embedded_model_path(), n_ctx=1024)
+    return Engine(embedded_model_path(), ModelSettings(n_ctx=1024))
 
 
 def test_embedded_model_has_no_fim_and_prompt_is_prefix(engine: Engine) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from compilot.models import embedded_model_path
+from compilot.settings import Settings
 from compilot.training.evaluate import Evaluator, Prompt
 
 # A window cut from a file: it starts inside a method, so the compiler already fails on its
@@ -15,7 +16,7 @@ WINDOW = Prompt("        x = 1\n        return x\n\n    def g(self):\n        ",
 
 @pytest.fixture(scope="module")
 def evaluator() -> Evaluator:
-    ev = Evaluator(embedded_model_path(), max_tokens=8)
+    ev = Evaluator(embedded_model_path(), Settings(), max_tokens=8)
     yield ev
     ev.close()
 

@@ -8,6 +8,7 @@ import pytest
 
 from compilot import settings as settings_mod
 from compilot.feedback.store import Store
+from compilot.paths import DataDir
 from compilot.server.completion import CompletionService
 
 
@@ -17,7 +18,7 @@ def service(tmp_path: Path) -> CompletionService:
                                     path=tmp_path / "none.toml")
     (tmp_path / "proj" / "secrets").mkdir(parents=True)
     (tmp_path / "proj" / ".compilotignore").write_text("# private\nsecrets/\n*.key.py\n")
-    svc = CompletionService(settings, Store.in_dir(tmp_path / "data"))
+    svc = CompletionService(settings, Store.in_dir(DataDir(tmp_path / "data")))
     yield svc
     svc.close()
 

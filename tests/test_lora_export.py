@@ -22,8 +22,9 @@ import torch
 from llama_cpp import Llama, llama_get_logits_ith
 
 from compilot.models import embedded_model_path
+from compilot.settings import ModelSettings
 from compilot.training.base import load_base
-from compilot.training.export import peft_to_gguf, permute_qk
+from compilot.training.gguf_adapter import peft_to_gguf, permute_qk
 
 PROMPTS = [
     "def fibonacci(n):\n",
@@ -251,7 +252,7 @@ def test_engine_swaps_the_adapter_live(base_gguf: Path, adapter_gguf: Path,
     llama.cpp gives with the adapter loaded at start, and swaps back to the base."""
     from compilot.server.engine import Engine, Sampling
 
-    engine = Engine(base_gguf, n_ctx=512)
+    engine = Engine(base_gguf, ModelSettings(n_ctx=512))
     greedy = Sampling(n=1, max_tokens=8, temperature=0.0, top_k=1, top_p=1.0, seed=0)
     ids = prompt_ids[0]
     base_text = engine.generate(ids, greedy)[0].text

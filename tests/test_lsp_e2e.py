@@ -289,10 +289,11 @@ async def test_status_counts_today_and_partial_accepts(client: LanguageClient) -
 
 
 async def test_train_now_starts_one_round_at_a_time(client: LanguageClient) -> None:
-    from compilot.training import schedule
+    from compilot import round_lock
+    from compilot.paths import DataDir
 
     # While some round holds the lock, a second is refused with the reason.
-    with schedule.locked(DATA_DIR / schedule.ROUND_LOCK, "training round"):
+    with round_lock.round_locked(DataDir(DATA_DIR)):
         assert (await command(client, "compilot.status"))["training"]["running"] is True
         refused = await command(client, "compilot.train")
         assert refused["started"] is False and "running already" in refused["message"]

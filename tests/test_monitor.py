@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from compilot.feedback.monitor import Monitor
-from compilot.feedback.store import CandidateRecord, RequestRecord, Store
+from compilot.feedback.records import Candidate, Request
+from compilot.feedback.store import Store
+from compilot.paths import DataDir
+from compilot.settings import CheckSettings
 
 HEAD = "def f(a):\n    return"
 TAIL = "\n\n\nprint(f(1))\n"
@@ -23,14 +26,13 @@ class Clock:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    store = Store.in_dir(tmp_path)
+    store = Store.in_dir(DataDir(tmp_path))
     for cid in ("good", "bad", "c-old-error"):
         store.record_request(
-            RequestRecord(id=f"r-{cid}", uri="file:///m.py", language="python", line=1,
-                          character=10, prefix=HEAD, suffix=TAIL, latency_ms=1, model="m",
-                          adapter="base", source="model"),
-            [CandidateRecord(id=cid, rank=0, text="x", raw="x", logprob=-1, tokens=1,
-                             parsed=True)])
+            Request(id=f"r-{cid}", uri="file:///m.py", language="python", line=1,
+                    character=10, prefix=HEAD, suffix=TAIL, latency_ms=1, model="m",
+                    adapter="base", source="model"),
+            [Candidate(id=cid, text="x", raw="x", logprob=-1, tokens=1, parsed=True)])
     return store
 
 
@@ -40,7 +42,7 @@ def rows(store: Store, sql: str, cid: str) -> list[tuple]:
 
 def test_good_completion_checkpoints(store: Store) -> None:
     clock = Clock()
-    monitor = Monitor(store, clock=clock)
+    monitor = Monitor(store, CheckSettings(), clock=clock)
     doc = HEAD + " a + 1" + TAIL
     monitor.accepted("good", "file:///m.py", "python", doc, len(HEAD), " a + 1").result()
     assert rows(store, "SELECT stage, status, introduced FROM checks WHERE candidate_id = ?",
@@ -60,7 +62,7 @@ def test_good_completion_checkpoints(store: Store) -> None:
 
 
 def test_broken_completion_fixed_on_disk_is_a_revision(store: Store) -> None:
-    monitor = Monitor(store)
+    monitor = Monitor(store, CheckSettings())
     doc = HEAD + " a +" + TAIL
     monitor.accepted("bad", "file:///m.py", "python", doc, len(HEAD), " a +").result()
     assert rows(store, "SELECT status, introduced FROM checks WHERE candidate_id = ? "
@@ -74,7 +76,7 @@ def test_broken_completion_fixed_on_disk_is_a_revision(store: Store) -> None:
 
 
 def test_old_errors_are_not_blamed_on_the_completion(store: Store) -> None:
-    monitor = Monitor(store)
+    monitor = Monitor(store, CheckSettings())
     head = "int g(void) { return undeclared_name; }\n\nint f(int a) {\n    return"
     doc = head + " a + 1;\n}\n"
     monitor.accepted("c-old-error", "file:///m.c", "c", doc, len(head), " a + 1;").result()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compilot.server.languages import language_for
+from compilot.languages import language_for
 from compilot.server.postprocess import cut, is_prose, should_stop
 
 PY = language_for("python")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from compilot.training.registry import BASE, AdapterInfo, Registry, RegistryError
+from compilot.pointer import BASE
+from compilot.training.registry import AdapterInfo, Registry, RegistryError
 
 
 def add(registry: Registry, version: str, parent: str = BASE) -> Path:
@@ -20,13 +21,13 @@ def add(registry: Registry, version: str, parent: str = BASE) -> Path:
 
 def test_promote_and_rollback(tmp_path: Path) -> None:
     registry = Registry(tmp_path)
-    assert registry.current() == BASE and registry.current_gguf() is None
+    assert registry.current() == BASE and registry.gguf(registry.current()) is None
     add(registry, "v1")
     assert registry.current() == BASE  # added is not promoted
     registry.promote("v1")
     add(registry, "v2", parent="v1")
     registry.promote("v2")
-    assert registry.current_gguf() == tmp_path / "v2" / "adapter.gguf"
+    assert registry.gguf(registry.current()) == tmp_path / "v2" / "adapter.gguf"
     assert registry.rollback() == "v1" and registry.current() == "v1"
     assert registry.info("v2").status == "retired"
     assert registry.rollback() == BASE

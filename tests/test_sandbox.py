@@ -9,6 +9,12 @@ import pytest
 
 from compilot.training import benchmarks, sandbox
 
+
+def run(code: str, *, timeout: float = 10.0, memory_mb: int = 1024,
+        **kw: object) -> sandbox.Outcome:
+    """The sandbox with the limits of the gate's defaults unless a test sets its own."""
+    return sandbox.run_python(code, timeout=timeout, memory_mb=memory_mb, **kw)  # type: ignore[arg-type]
+
 ISOLATIONS = [
     pytest.param("namespace", id="namespace", marks=pytest.mark.skipif(
         sandbox.network_isolation() != "namespace", reason="no unprivileged net namespace")),
@@ -50,7 +56,7 @@ def session_members(sid: int) -> list[int]:
     ],
 )
 def test_program_outcome(code: str, statuses: set[str], shown: str) -> None:
-    outcome = sandbox.run_python(code, timeout=5)
+    outcome = run(code, timeout=5)
     assert outcome.status in statuses, outcome
     assert outcome.ok == (outcome.status == "passed")
     assert shown in outcome.output
@@ -58,13 +64,13 @@ def test_program_outcome(code: str, statuses: set[str], shown: str) -> None:
 
 
 def test_exit_status_and_signal_are_reported() -> None:
-    assert sandbox.run_python("import sys\nsys.exit(3)\n").returncode == 3
-    assert sandbox.run_python("import os\nos.kill(os.getpid(), 9)\n").returncode == -9
+    assert run("import sys\nsys.exit(3)\n").returncode == 3
+    assert run("import os\nos.kill(os.getpid(), 9)\n").returncode == -9
 
 
 def test_infinite_loop_times_out() -> None:
     started = time.monotonic()
-    outcome = sandbox.run_python("while True:\n    pass\n", timeout=2)
+    outcome = run("while True:\n    pass\n", timeout=2)
     assert outcome.status == "timeout"
     assert not outcome.ok
     assert 1.9 < outcome.seconds < 5
@@ -73,7 +79,7 @@ def test_infinite_loop_times_out() -> None:
 
 
 def test_output_written_before_a_timeout_is_kept() -> None:
-    outcome = sandbox.run_python("print('started')\nwhile True:\n    pass\n", timeout=1)
+    outcome = run("print('started')\nwhile True:\n    pass\n", timeout=1)
     assert outcome.status == "timeout"
     assert outcome.output.startswith("started")
 
@@ -82,7 +88,7 @@ def test_fork_bomb_is_stopped_and_leaves_no_process() -> None:
     # The first line tells the test the session to look at (the sandbox's own pid).
     code = "import os\nprint(os.getsid(0), flush=True)\nwhile True:\n    os.fork()\n"
     started = time.monotonic()
-    outcome = sandbox.run_python(code, timeout=5, max_processes=16)
+    outcome = run(code, timeout=5, max_processes=16)
     assert outcome.status != "passed"
     assert time.monotonic() - started < 10
     sid = int(outcome.output.split()[0])
@@ -94,7 +100,7 @@ def test_children_are_killed_after_a_normal_exit() -> None:
     code = ("import os, time\nprint(os.getsid(0), flush=True)\n"
             "if os.fork() == 0:\n    time.sleep(60)\n"
             "if os.fork() == 0:\n    os.setpgid(0, 0)\n    time.sleep(60)\n")
-    outcome = sandbox.run_python(code, timeout=5)
+    outcome = run(code, timeout=5)
     assert outcome.status == "passed", outcome
     assert outcome.seconds < 5
     assert session_members(int(outcome.output.split()[0])) == []
@@ -115,7 +121,7 @@ def test_network_is_blocked(isolation: str, monkeypatch: pytest.MonkeyPatch) -> 
         "a.sendall(b'x')\n"
         "print('socketpair', b.recv(1))\n"
     )
-    outcome = sandbox.run_python(code, timeout=10)
+    outcome = run(code, timeout=10)
     assert outcome.status == "passed", outcome
     assert "connected" not in outcome.output
     assert "blocked 127.0.0.1" in outcome.output
@@ -125,7 +131,7 @@ def test_network_is_blocked(isolation: str, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_guard_keeps_line_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox, "network_isolation", lambda: "socket-guard")
-    outcome = sandbox.run_python("print(__name__)\n\nraise KeyError('third line')\n")
+    outcome = run("print(__name__)\n\nraise KeyError('third line')\n")
     assert outcome.status == "failed"
     assert outcome.output.startswith("__main__")
     assert 'main.py", line 3' in outcome.output
@@ -142,7 +148,7 @@ def test_guard_keeps_line_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_huge_output_is_cut(code: str, status: str | None) -> None:
-    outcome = sandbox.run_python(code, timeout=5)
+    outcome = run(code, timeout=5)
     if status is not None:
         assert outcome.status == status
     else:  # stopped by the file size limit or the clock, never by the evaluator's memory
@@ -155,7 +161,7 @@ def test_workdir_is_fresh_private_and_removed() -> None:
     code = ("import os, tempfile\nopen('left.txt', 'w').write('x')\n"
             "print(os.getcwd()); print(os.environ['HOME']); print(tempfile.gettempdir())\n"
             "print(sorted(os.environ))\n")
-    outcome = sandbox.run_python(code)
+    outcome = run(code)
     assert outcome.status == "passed", outcome
     cwd, home, tmp, names = outcome.output.splitlines()
     assert home == tmp == cwd
@@ -164,13 +170,13 @@ def test_workdir_is_fresh_private_and_removed() -> None:
 
 
 def test_str_hashes_repeat() -> None:
-    runs = [sandbox.run_python("print(hash('compilot'))\n").output for _ in range(2)]
+    runs = [run("print(hash('compilot'))\n").output for _ in range(2)]
     assert runs[0] == runs[1]
 
 
 def test_limits_are_validated() -> None:
     with pytest.raises(ValueError):
-        sandbox.run_python("pass\n", timeout=0)
+        run("pass\n", timeout=0)
 
 
 def test_network_isolation_is_probed_once() -> None:
@@ -182,21 +188,21 @@ def test_network_isolation_is_probed_once() -> None:
 
 
 @pytest.fixture(scope="module")
-def humaneval_five() -> list[benchmarks.Task]:
+def humaneval_five() -> list[benchmarks.Problem]:
     try:
         return benchmarks.humaneval(5)
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
 
 
-def test_humaneval_references_pass(humaneval_five: list[benchmarks.Task]) -> None:
+def test_humaneval_references_pass(humaneval_five: list[benchmarks.Problem]) -> None:
     for task in humaneval_five:
-        outcome = sandbox.run_python(benchmarks.program(task, task.reference), timeout=10)
+        outcome = run(benchmarks.program(task, task.reference), timeout=10)
         assert outcome.ok, (task.task_id, outcome)
 
 
-def test_humaneval_empty_body_fails(humaneval_five: list[benchmarks.Task]) -> None:
+def test_humaneval_empty_body_fails(humaneval_five: list[benchmarks.Problem]) -> None:
     for task in humaneval_five:
-        outcome = sandbox.run_python(benchmarks.program(task, "    pass\n"), timeout=10)
+        outcome = run(benchmarks.program(task, "    pass\n"), timeout=10)
         assert outcome.status == "failed", (task.task_id, outcome)
         assert "check(" in outcome.output  # the test failed, not the program around it

@@ -11,29 +11,27 @@ from pathlib import Path
 import pytest
 
 from compilot import settings as settings_mod
+from compilot.feedback.diagnostics import CheckStatus, Diagnostic
+from compilot.feedback.records import Candidate, Request, Source
 from compilot.feedback.redact import PLACEHOLDER, redact
-from compilot.feedback.store import (
-    MIGRATIONS,
-    CandidateRecord,
-    RequestRecord,
-    Store,
-    StoreError,
-)
+from compilot.feedback.store import MIGRATIONS, Store, StoreError
+from compilot.paths import DataDir
+from tests.records import verdict
 
 
-def request(rid: str = "r1", prefix: str = "x = ") -> RequestRecord:
-    return RequestRecord(id=rid, uri="file:///a.py", language="python", line=0, character=4,
-                         prefix=prefix, suffix="\n", latency_ms=12.5, model="m.gguf",
-                         adapter="base", source="model")
+def request(rid: str = "r1", prefix: str = "x = ") -> Request:
+    return Request(id=rid, uri="file:///a.py", language="python", line=0, character=4,
+                   prefix=prefix, suffix="\n", latency_ms=12.5, model="m.gguf",
+                   adapter="base", source=Source.MODEL)
 
 
-def candidate(cid: str = "c1", text: str = "1") -> CandidateRecord:
-    return CandidateRecord(id=cid, rank=0, text=text, raw=text + "\n```", logprob=-0.3,
-                           tokens=2, parsed=True)
+def candidate(cid: str = "c1", text: str = "1") -> Candidate:
+    return Candidate(id=cid, text=text, raw=text + "\n```", logprob=-0.3, tokens=2,
+                     parsed=True)
 
 
 def test_round_trip_and_events(tmp_path: Path) -> None:
-    store = Store.in_dir(tmp_path)
+    store = Store.in_dir(DataDir(tmp_path))
     store.record_request(request(), [candidate()])
     assert store.record_event("c1", "accepted")
     assert not store.record_event("unknown", "accepted")
@@ -48,7 +46,7 @@ def test_round_trip_and_events(tmp_path: Path) -> None:
 
 
 def test_secrets_never_reach_the_store(tmp_path: Path) -> None:
-    store = Store.in_dir(tmp_path)
+    store = Store.in_dir(DataDir(tmp_path))
     key = "AKIA" + "ABCDEFGHIJKLMNOP"
     store.record_request(request(prefix=f'aws_key = "{key}"\npassword = "hunter22"\n'),
                          [candidate(text='token = "ghp_' + "a1B2" * 10 + '"')])
@@ -61,13 +59,13 @@ def test_damaged_database_is_an_error_naming_it(tmp_path: Path) -> None:
     damaged = b"this is not sqlite" * 100
     (tmp_path / "events.db").write_bytes(damaged)
     with pytest.raises(StoreError, match=str(tmp_path / "events.db")):
-        Store.in_dir(tmp_path)
+        Store.in_dir(DataDir(tmp_path))
     assert (tmp_path / "events.db").read_bytes() == damaged  # never created over it
 
 
 def test_server_keeps_a_damaged_database_aside(tmp_path: Path) -> None:
     (tmp_path / "events.db").write_bytes(b"this is not sqlite" * 100)
-    store = Store.in_dir(tmp_path, recover=True)
+    store = Store.in_dir(DataDir(tmp_path), recover=True)
     assert store.recovered_from is not None and store.recovered_from.exists()
     assert store.recovered_from.read_bytes().startswith(b"this is not sqlite")
     store.record_request(request(), [candidate()])
@@ -75,7 +73,7 @@ def test_server_keeps_a_damaged_database_aside(tmp_path: Path) -> None:
 
 
 def test_concurrent_writers(tmp_path: Path) -> None:
-    stores = [Store.in_dir(tmp_path) for _ in range(3)]
+    stores = [Store.in_dir(DataDir(tmp_path)) for _ in range(3)]
 
     def write(index: int) -> None:
         for n in range(30):
@@ -147,15 +145,15 @@ def test_migration_keeps_earlier_data(tmp_path: Path) -> None:
                "'base', 'model')")
     db.commit()
     db.close()
-    store = Store.in_dir(tmp_path)
+    store = Store.in_dir(DataDir(tmp_path))
     assert store.schema_version == len(MIGRATIONS) >= 2
     assert store.counts()["requests"] == 1
     store.record_request(request(), [candidate()])
-    store.record_check("c1", stage="compile", trigger="accept", status="type", tool="gcc",
-                       introduced=True, diagnostics=[{"line": 0, "message": "AKIA" + "X" * 16}],
-                       duration_ms=3.0)
+    store.record_check("c1", verdict("compile", "type", introduced=True, tool="gcc",
+                                     diagnostics=(Diagnostic(0, 0, "AKIA" + "X" * 16),)),
+                       "accept")
     store.record_survival("c1", at="30s", share=0.5, text="x")
-    store.record_revision("c1", broken="x(", fixed="x()", status="ok")
+    store.record_revision("c1", broken="x(", fixed="x()", status=CheckStatus.OK)
     counts = store.counts()
     assert (counts["checks"], counts["survival"], counts["revisions"]) == (1, 1, 1)
     assert "AKIA" not in store.query("SELECT diagnostics FROM checks")[0][0]
@@ -166,7 +164,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db.execute("PRAGMA user_version = 99")
     db.close()
     with pytest.raises(StoreError, match="newer"):
-        Store.in_dir(tmp_path)
+        Store.in_dir(DataDir(tmp_path))
 
 
 def test_inherited_settings_apply_over_the_file_and_under_the_editor(

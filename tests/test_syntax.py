@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from compilot.feedback.records import Candidate
 from compilot.feedback.syntax import Splicer, parser_for
-from compilot.server.languages import language_for
+from compilot.languages import language_for
 from compilot.server.rank import rank
 
 PY = 'def f(a):\n    """Doc."""\n    '
@@ -53,15 +54,19 @@ def test_c_splice() -> None:
     assert not s.parses("return a + ;")
 
 
+def cand(text: str, raw: str, logprob: float, tokens: int) -> Candidate:
+    return Candidate(text=text, raw=raw, logprob=logprob, tokens=tokens)
+
+
 def test_rank_puts_parsing_candidates_first_and_shortens_broken_tails() -> None:
     before, after = PY, SUFFIX
     ranked = rank(
         [
-            ("return (a", "raw1", -0.1, 3),          # best log-prob, does not parse
-            ("return a\n    if a:", "raw2", -0.5, 5),  # parses once its broken tail goes
-            ("return 2 * a", "raw3", -0.9, 4),
-            ("return 2 * a", "raw4", -0.2, 4),       # duplicate text
-            ("   ", "raw5", -0.01, 1),              # empty
+            cand("return (a", "raw1", -0.1, 3),          # best log-prob, does not parse
+            cand("return a\n    if a:", "raw2", -0.5, 5),  # parses once its broken tail goes
+            cand("return 2 * a", "raw3", -0.9, 4),
+            cand("return 2 * a", "raw4", -0.2, 4),       # duplicate text
+            cand("   ", "raw5", -0.01, 1),              # empty
         ],
         before=before, after=after, language=language_for("python"),
     )
@@ -71,14 +76,14 @@ def test_rank_puts_parsing_candidates_first_and_shortens_broken_tails() -> None:
 
 
 def test_when_nothing_parses_only_the_most_likely_is_shown() -> None:
-    ranked = rank([("return a +", "r", -0.2, 3), ("return (a", "r", -0.1, 3)], before=PY,
+    ranked = rank([cand("return a +", "r", -0.2, 3), cand("return (a", "r", -0.1, 3)], before=PY,
                   after=SUFFIX, language=language_for("python"))
     assert [(r.text, r.parsed, r.shown) for r in ranked] == [
         ("return (a", False, True), ("return a +", False, False)]
 
 
 def test_rank_without_grammar_keeps_log_prob_order() -> None:
-    ranked = rank([("b", "b", -2.0, 1), ("a", "a", -1.0, 1)], before="", after="",
+    ranked = rank([cand("b", "b", -2.0, 1), cand("a", "a", -1.0, 1)], before="", after="",
                   language=language_for("plaintext"))
     assert [r.text for r in ranked] == ["a", "b"]
     assert all(r.parsed is None for r in ranked)
@@ -94,14 +99,14 @@ def test_rank_without_grammar_keeps_log_prob_order() -> None:
 ])
 def test_any_language_in_the_pack_gets_syntax_checks(language_id: str, source: str,
                                                      status: str) -> None:
-    from compilot.feedback.checks import check_syntax
+    from compilot.feedback.syntax import check_syntax
 
     result = check_syntax(source, language_id)
     assert result.status == status or (status is None and result.tool.startswith("tree-sitter "))
 
 
 def test_other_pack_grammars_run_in_a_child_with_a_timeout(monkeypatch) -> None:
-    from compilot.feedback import checks
+    from compilot.feedback import syntax as checks
 
     monkeypatch.setattr(checks, "UNVETTED_TIMEOUT", 2.0)
     ok = checks.check_syntax('[a]\nb = 1\n', "toml")
@@ -109,3 +114,31 @@ def test_other_pack_grammars_run_in_a_child_with_a_timeout(monkeypatch) -> None:
     assert checks.check_syntax("[a\nb = = 1\n", "toml").status == "syntax"
     # The pack's cobol grammar never returns on this input: a timeout, not a hang.
     assert checks.check_syntax("x", "cobol").status == "timeout"
+
+
+# -- one rule for "parses" ------------------------------------------------------------------------
+
+BROKEN_ELSEWHERE = "def h(:\n    pass\n\n\n"  # an old error the completion is not blamed for
+
+
+@pytest.mark.parametrize("inserted", [
+    pytest.param("return a + 1", id="statement"),
+    pytest.param("return (a + 1", id="unclosed-paren"),
+    pytest.param("return a +", id="dangling-operator"),
+    pytest.param("if a:", id="empty-block"),
+    pytest.param("while a:\n        pass\n    else", id="missing-colon"),
+    pytest.param("for x in a:\n        yield x", id="loop"),
+    pytest.param("return }", id="stray-closer"),
+])
+@pytest.mark.parametrize("head", [pytest.param("", id="clean-file"),
+                                  pytest.param(BROKEN_ELSEWHERE, id="broken-elsewhere")])
+def test_the_ranker_and_the_label_agree_on_what_parses(head: str, inserted: str) -> None:
+    """The ranker's splice test and the syntax check behind a label use one walker: a
+    candidate ranked as parsing is never blamed for a syntax error, and the other way round."""
+    from compilot.feedback.blame import blame
+    from compilot.feedback.diagnostics import Stage
+
+    before, after = head + PY, SUFFIX
+    ranked = splicer(before, after).parses(inserted)
+    labelled = blame(before + after, before + inserted + after, "python", stage=Stage.SYNTAX)
+    assert ranked is not labelled.introduced, labelled

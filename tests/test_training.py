@@ -17,15 +17,18 @@ from typing import Any
 import pytest
 import torch
 
+from compilot import round_lock
+from compilot.feedback import dataset_export as fe
 from compilot.feedback import datasets as fd
-from compilot.feedback import export as fe
 from compilot.feedback.store import Store
 from compilot.models import embedded_model_path
-from compilot.settings import Settings, TrainingSettings
+from compilot.paths import DataDir
+from compilot.pointer import BASE
+from compilot.settings import DatasetSettings, Settings, TrainingSettings
 from compilot.training import data, train
 from compilot.training.evaluate import Prompt
-from compilot.training.registry import BASE, Registry
-from compilot.training.round import evaluate_pair, judge
+from compilot.training.registry import AdapterStatus, Registry
+from compilot.training.rounds import evaluate_pair, judge
 from tests.adapters import random_adapter
 
 SMALL = TrainingSettings(max_steps=4, batch_size=4, gradient_accumulation=1, max_length=128,
@@ -155,7 +158,7 @@ def test_kto_moves_the_preference_toward_desirable(collected: Path, base_checkpo
                                                    tmp_path: Path) -> None:
     from safetensors.numpy import load_file
 
-    round_data = data.from_store(Store.in_dir(collected), settings_for(0.0), serving=BASE,
+    round_data = data.from_store(Store.in_dir(DataDir(collected)), settings_for(0.0), serving=BASE,
                                  serving_since=None)
     rows = round_data.rows["kto"]
     assert set(rows["label"]) == {True, False}, round_data.counts()
@@ -202,7 +205,7 @@ def test_dpo_round_trains_registers_and_gates(collected: Path, base_checkpoint: 
     assert registry.current() == (version if result["promoted"] else BASE)
 
     # The preference moved: chosen over rejected, more than the base prefers it.
-    rows = data.from_store(Store.in_dir(root), settings_for(), serving=BASE,
+    rows = data.from_store(Store.in_dir(DataDir(root)), settings_for(), serving=BASE,
                            serving_since=None).rows["dpo"]
     model, tokenizer = trained_and_base(base_checkpoint, registry.root / version / "peft")
     fitted, _ = train.fit(rows, "dpo", tokenizer, 128)
@@ -215,9 +218,9 @@ def test_dpo_round_trains_registers_and_gates(collected: Path, base_checkpoint: 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
 def test_train_from_an_exported_dataset(collected: Path, base_checkpoint: Path, tmp_path: Path,
                                         fmt: str) -> None:
-    store = Store.in_dir(collected)
-    options = fd.DatasetOptions(kind="sft", held_out=0.25)
-    fe.export(fd.build(store, options), tmp_path / "ds", fmt=fmt, options=options)
+    store = Store.in_dir(DataDir(collected))
+    built = fd.build(store, fd.Selection(kind="sft"), DatasetSettings(held_out=0.25))
+    fe.export(built, tmp_path / "ds", fmt=fmt)
     root = tmp_path / "data"
     root.mkdir()
     env = config(root, base_checkpoint, training={"max_steps": 1})
@@ -228,14 +231,12 @@ def test_train_from_an_exported_dataset(collected: Path, base_checkpoint: Path, 
     assert result["choice"]["method"] == "sft"
     assert result["source"] == str(target)
     registry = Registry(root / "adapters")
-    assert registry.info(result["version"]).status == "candidate"
+    assert registry.info(result["version"]).status is AdapterStatus.CANDIDATE
     assert registry.current() == BASE
 
 
 def test_a_killed_round_changes_nothing(collected: Path, base_checkpoint: Path,
                                         tmp_path: Path) -> None:
-    from compilot.training import schedule
-
     root = copy_store(collected, tmp_path / "data")
     env = config(root, base_checkpoint, training={"max_steps": 200})
     adapters = root / "adapters"
@@ -255,7 +256,7 @@ def test_a_killed_round_changes_nothing(collected: Path, base_checkpoint: Path,
     assert registry.versions() == []
     assert [p.name for p in registry.clean()]  # the next start removes the leftovers
     assert not any(adapters.glob(".staging-*"))
-    with schedule.locked(root / schedule.ROUND_LOCK, "round"):  # the kernel dropped the lock
+    with round_lock.round_locked(DataDir(root)):  # the kernel dropped the lock
         pass
 
 
@@ -293,11 +294,11 @@ def test_judge(serving: tuple, candidate: tuple, promoted: bool, why: str) -> No
 
 def test_the_gate_refuses_a_worse_adapter(tmp_path: Path) -> None:
     from compilot.server.prompt import window
-    from compilot.training.corpus import stdlib_tasks
+    from compilot.training.corpus import stdlib_holes
 
     bad = random_adapter(embedded_model_path(), tmp_path, scale=0.6, seed=1)  # writes garbage
     prompts = []
-    for task in stdlib_tasks(4, seed=11):  # windows, as the store holds them
+    for task in stdlib_holes(4, seed=11):  # windows, as the store holds them
         win = window(task.document, len(task.prefix), prefix_chars=1500, suffix_chars=500)
         prompts.append(Prompt(win.prefix, win.suffix, "python"))
     settings = Settings()

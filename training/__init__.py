@@ -1,0 +1,1 @@
+"""Learning from the store: rounds, the trainer, the gate, adapters, evaluation."""

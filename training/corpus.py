@@ -1,4 +1,4 @@
-"""Completion tasks cut from the Python standard library that ships with the interpreter.
+"""Function bodies cut out of the Python standard library that ships with the interpreter.
 
 Each task is a real source file with one function body removed: the cursor sits on the first
 body line after the docstring, the reference is the removed body. Used by the demo, the
@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
-class Task:
+class Hole:
     """A document with a hole at ``len(prefix)`` and the code that filled it."""
 
     name: str
@@ -26,6 +26,7 @@ class Task:
 
     @property
     def document(self) -> str:
+        """The file as it was, with the body in place."""
         return self.prefix + self.suffix
 
     @property
@@ -41,7 +42,7 @@ def _stdlib_files() -> list[Path]:
     return files
 
 
-def _tasks_in(path: Path, *, max_body_lines: int, max_file_chars: int) -> list[Task]:
+def _tasks_in(path: Path, *, max_body_lines: int, max_file_chars: int) -> list[Hole]:
     try:
         source = path.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError):
@@ -71,14 +72,14 @@ def _tasks_in(path: Path, *, max_body_lines: int, max_file_chars: int) -> list[T
         head = "".join(lines[: first - 1]) + indent
         body = "".join(lines[first - 1 : last])[len(indent):].rstrip("\n")
         tail = "".join(lines[last:])
-        tasks.append(Task(f"{path.stem}.{node.name}", str(path), head, "\n" + tail, body))
+        tasks.append(Hole(f"{path.stem}.{node.name}", str(path), head, "\n" + tail, body))
     return tasks
 
 
-def stdlib_tasks(count: int, *, seed: int = 0, max_body_lines: int = 6,
-                 max_file_chars: int = 60_000) -> list[Task]:
+def stdlib_holes(count: int, *, seed: int = 0, max_body_lines: int = 6,
+                 max_file_chars: int = 60_000) -> list[Hole]:
     """``count`` tasks from distinct functions, drawn reproducibly by ``seed``."""
-    everything: list[Task] = []
+    everything: list[Hole] = []
     for path in _stdlib_files():
         everything += _tasks_in(path, max_body_lines=max_body_lines,
                                 max_file_chars=max_file_chars)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from compilot.feedback import datasets as fd
 from compilot.settings import Settings
-from compilot.training.evaluate import Prompt, held_out_prompts
+from compilot.training.evaluate import Prompt, prompts_from_rows
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -53,14 +53,11 @@ def from_store(store: Store, settings: Settings, *, serving: str,
                serving_since: float | None) -> RoundData:
     """The round's rows from the event store; ``serving`` is the serving adapter version and
     ``serving_since`` when it started serving (None: always, as for the base)."""
-    ds, tr = settings.datasets, settings.training
+    tr = settings.training
     rows: dict[str, Dataset] = {}
     held: list[dict[str, Any]] = []
     for kind in ("kto", "dpo", "sft"):
-        options = fd.DatasetOptions(
-            kind=kind, include_rejected_compiling=ds.include_rejected_compiling,
-            survival_threshold=ds.survival_threshold, held_out=ds.held_out, seed=tr.seed)
-        built = fd.build(store, options)
+        built = fd.build(store, fd.Selection(kind=kind), settings.datasets)
         train = built["train"]
         if tr.on_policy:
             train = train.filter(lambda r, since=serving_since or 0.0: r["adapter"] == serving
@@ -70,14 +67,14 @@ def from_store(store: Store, settings: Settings, *, serving: str,
     where = f"the event store ({store.path})"
     if tr.on_policy:
         where += f", completions served by {serving} and revisions since"
-    return RoundData(rows, held_out_prompts(held, settings.gate.held_out_prompts), where,
+    return RoundData(rows, prompts_from_rows(held, settings.gate.held_out_prompts), where,
                      fd.kto_balance(rows["kto"]))
 
 
 def _load_path(path: Path) -> Any:
     from datasets import DatasetDict, load_dataset
 
-    from compilot.feedback import export as fe
+    from compilot.feedback import dataset_export as fe
 
     if path.is_dir():
         for fmt in ("parquet", "jsonl", "arrow"):
@@ -104,6 +101,6 @@ def from_path(path: Path, settings: Settings) -> RoundData:
     if train is None or not len(train):
         raise ValueError(f"{path} has no training rows")
     test = loaded["test"] if "test" in loaded else []
-    held = held_out_prompts(test, settings.gate.held_out_prompts) if len(test) else []
+    held = prompts_from_rows(test, settings.gate.held_out_prompts) if len(test) else []
     balance = fd.kto_balance(train) if kind == "kto" else {}
     return RoundData({kind: train}, held, str(path), balance)

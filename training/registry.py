@@ -1,8 +1,10 @@
 """Versioned adapters and the `current` pointer the server follows.
 
-Layout under ``<data dir>/adapters/``: one folder per version holding ``adapter.gguf``, the
-PEFT adapter and ``metadata.json`` (method, data counts, hyperparameters, parent version,
-evaluation, status); ``current`` is a small file naming the serving version ("base" for none).
+Layout under ``<data dir>/adapters/`` (the pointer and the version folder's file names are the
+server's contract, ``compilot.pointer``): one folder per version holding ``adapter.gguf``, the
+PEFT adapter (``peft/``) and ``metadata.json`` (method, data counts, hyperparameters, parent
+version, evaluation, status); ``current`` is a small file naming the serving version ("base"
+for none).
 A version becomes visible only when its folder is complete (built under a dot-name, then
 renamed), and ``current`` is replaced atomically (write, fsync, rename), so a killed trainer
 never leaves the server pointing at half an adapter.
@@ -15,12 +17,28 @@ import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-BASE = "base"
-POINTER = "current"
+from compilot import pointer
+from compilot.pointer import ADAPTER_FILE, BASE, METADATA_FILE, POINTER
+
 STAGING_PREFIX = ".staging-"
+PEFT_DIR = "peft"
+"""The PEFT adapter inside a version folder (what the next round continues)."""
+
+
+class AdapterStatus(StrEnum):
+    """Where a version stands."""
+
+    CANDIDATE = "candidate"
+    """Trained and converted; not judged yet (or a round died before the gate)."""
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    """The gate kept it out; its figures say why."""
+    RETIRED = "retired"
+    """Rolled back."""
 
 
 class RegistryError(ValueError):
@@ -35,8 +53,7 @@ class AdapterInfo:
     method: str
     parent: str
     created_at: float = field(default_factory=time.time)
-    status: str = "candidate"
-    """candidate | promoted | rejected | retired"""
+    status: AdapterStatus = AdapterStatus.CANDIDATE
     data: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     """The training run's report: steps, trainable parameters, wall time, memory."""
@@ -46,20 +63,6 @@ class AdapterInfo:
     """Versions that were current before this one was promoted (for rollback)."""
     promoted_at: float | None = None
     """When it last became the serving version (its on-policy data starts there)."""
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 class Registry:
@@ -73,29 +76,30 @@ class Registry:
 
     def current(self) -> str:
         """The serving version ("base" when no adapter is promoted)."""
-        try:
-            name = (self.root / POINTER).read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            return BASE
-        return name if name == BASE or (self.root / name / "metadata.json").is_file() else BASE
+        return pointer.current(self.root)
 
-    def current_gguf(self) -> Path | None:
-        """The GGUF adapter the server should apply, or None for the base model."""
-        version = self.current()
-        return None if version == BASE else self.root / version / "adapter.gguf"
+    def gguf(self, version: str) -> Path | None:
+        """The GGUF adapter of ``version`` (None for the base model)."""
+        return pointer.adapter_gguf(self.root, version)
+
+    def peft(self, version: str) -> Path | None:
+        """The PEFT adapter of ``version`` (None for the base model)."""
+        return None if version == BASE else self.root / version / PEFT_DIR
 
     def info(self, version: str) -> AdapterInfo:
-        path = self.root / version / "metadata.json"
+        """The metadata of ``version``; RegistryError when there is no such version."""
+        path = self.root / version / METADATA_FILE
         if not path.is_file():
             raise RegistryError(f"no adapter version {version!r} in {self.root}")
-        return AdapterInfo(**json.loads(path.read_text(encoding="utf-8")))
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return AdapterInfo(**{**raw, "status": AdapterStatus(raw.get("status", "candidate"))})
 
     def versions(self) -> list[AdapterInfo]:
         """Every complete version, oldest first."""
         found = []
         for folder in self.root.iterdir():
             if folder.is_dir() and not folder.name.startswith(".") and (
-                    folder / "metadata.json").is_file():
+                    folder / METADATA_FILE).is_file():
                 found.append(self.info(folder.name))
         return sorted(found, key=lambda i: (i.created_at, i.version))
 
@@ -109,28 +113,28 @@ class Registry:
 
     def add(self, staging: Path, info: AdapterInfo) -> Path:
         """Make a fully written staging folder the version ``info.version``."""
-        if not (staging / "adapter.gguf").is_file():
-            raise RegistryError(f"{staging} has no adapter.gguf; not adding {info.version}")
+        if not (staging / ADAPTER_FILE).is_file():
+            raise RegistryError(f"{staging} has no {ADAPTER_FILE}; not adding {info.version}")
         target = self.root / info.version
         if target.exists() or info.version in (BASE, POINTER):
             raise RegistryError(f"adapter version {info.version!r} already exists")
-        _write_atomic(staging / "metadata.json", json.dumps(asdict(info), indent=2))
+        pointer.write_atomic(staging / METADATA_FILE, json.dumps(asdict(info), indent=2))
         os.rename(staging, target)
         return target
 
     def _save(self, info: AdapterInfo) -> None:
-        _write_atomic(self.root / info.version / "metadata.json",
-                      json.dumps(asdict(info), indent=2))
+        pointer.write_atomic(self.root / info.version / METADATA_FILE,
+                             json.dumps(asdict(info), indent=2))
 
     def promote(self, version: str) -> None:
         """Make ``version`` the serving adapter (atomic pointer switch)."""
         if version != BASE:
             info = self.info(version)
             info.history = [*info.history, self.current()]
-            info.status = "promoted"
+            info.status = AdapterStatus.PROMOTED
             info.promoted_at = time.time()
             self._save(info)
-        _write_atomic(self.root / POINTER, version + "\n")
+        pointer.point_to(self.root, version)
 
     def record(self, version: str, evaluation: dict[str, Any]) -> None:
         """Add figures to ``version``'s evaluation."""
@@ -141,7 +145,7 @@ class Registry:
     def reject(self, version: str, evaluation: dict[str, Any]) -> None:
         """Keep ``version`` with its figures, marked rejected."""
         info = self.info(version)
-        info.status, info.evaluation = "rejected", {**info.evaluation, **evaluation}
+        info.status, info.evaluation = AdapterStatus.REJECTED, {**info.evaluation, **evaluation}
         self._save(info)
 
     def rollback(self) -> str:
@@ -151,9 +155,9 @@ class Registry:
             raise RegistryError("the base model is serving; there is nothing to roll back")
         info = self.info(version)
         previous = info.history[-1] if info.history else BASE
-        info.status = "retired"
+        info.status = AdapterStatus.RETIRED
         self._save(info)
-        _write_atomic(self.root / POINTER, previous + "\n")
+        pointer.point_to(self.root, previous)
         return previous
 
     def clean(self) -> list[Path]:

@@ -1,7 +1,8 @@
 """Running untrusted generated Python code with limits, without network, leaving nothing behind.
 
 Each program runs in a fresh temporary directory (its cwd, HOME and TMPDIR, removed afterwards)
-as a child of its own session, with resource limits set between fork and exec:
+as a child of its own session, with resource limits set between fork and exec
+(``compilot.feedback.limits``, which the compile checks share):
 
 * RLIMIT_AS (``memory_mb``), RLIMIT_CPU (the timeout rounded up, plus a second), RLIMIT_FSIZE
   (each file, stdout and stderr included, at most 64 MB) and no core files;
@@ -20,21 +21,22 @@ still ends such a process once it has used its CPU seconds.
 from __future__ import annotations
 
 import functools
-import math
 import os
-import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
-STATUSES = ("passed", "failed", "timeout", "killed")
+from compilot.feedback import limits
+
+MAX_PROCESSES = 32
+"""Processes a program may have alive at once (its own included)."""
 OUTPUT_BYTES = 4096
 """Bytes kept of each stream: the head of stdout, the tail of stderr (where a traceback ends)."""
 FILE_BYTES = 64 * 1024 * 1024
@@ -68,11 +70,24 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+class RunStatus(StrEnum):
+    """How a program ended."""
+
+    PASSED = "passed"
+    """Exit status 0 within the limits."""
+    FAILED = "failed"
+    """Any other exit status."""
+    TIMEOUT = "timeout"
+    """Past the time limit (wall clock or CPU seconds)."""
+    KILLED = "killed"
+    """Ended by a signal, or by the watchdog for too many processes."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How one program ended; ``output`` is stdout then stderr, each cut to OUTPUT_BYTES."""
 
-    status: str  # one of STATUSES: "passed" (exit 0), "failed", "timeout", "killed" (signal)
+    status: RunStatus
     returncode: int | None  # negative: the signal that ended it
     output: str
     seconds: float
@@ -80,7 +95,7 @@ class Outcome:
     @property
     def ok(self) -> bool:
         """The program exited with status 0 within its limits."""
-        return self.status == "passed"
+        return self.status is RunStatus.PASSED
 
 
 @functools.cache
@@ -98,8 +113,8 @@ def network_isolation() -> str:
     return "namespace" if probe.returncode == 0 else "socket-guard"
 
 
-def run_python(code: str, *, timeout: float = 10.0, memory_mb: int = 1024,
-               max_processes: int = 32, python: str | None = None) -> Outcome:
+def run_python(code: str, *, timeout: float, memory_mb: int,
+               max_processes: int = MAX_PROCESSES, python: str | None = None) -> Outcome:
     """Run ``code`` as ``__main__`` under the sandbox's limits; nothing the code does makes
     this raise or hang. ``python``: an interpreter of 3.11 or later (for ``-P``), by default
     the evaluator's own."""
@@ -107,7 +122,8 @@ def run_python(code: str, *, timeout: float = 10.0, memory_mb: int = 1024,
         raise ValueError("timeout, memory_mb and max_processes must be positive")
     argv = _argv(python or sys.executable)
     watch = max_processes if _nproc_ignored() else None
-    limits = _limits(timeout, memory_mb, None if watch else _tasks(os.getuid()) + max_processes)
+    apply = limits.preexec(memory_mb=memory_mb, cpu_s=timeout, file_bytes=FILE_BYTES,
+                           processes=None if watch else _tasks(os.getuid()) + max_processes)
     with (tempfile.TemporaryDirectory(prefix="compilot-sandbox-", ignore_cleanup_errors=True)
           as tmp, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err):
         # Outside the program's directory, so that it cannot truncate what it printed.
@@ -115,11 +131,11 @@ def run_python(code: str, *, timeout: float = 10.0, memory_mb: int = 1024,
         started = time.perf_counter()
         proc = subprocess.Popen(argv, cwd=tmp, env=_env(tmp), stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=err, start_new_session=True,
-                                preexec_fn=limits)
+                                preexec_fn=apply)
         try:
             ended = _wait(proc, timeout, watch)
         finally:
-            _kill_session(proc.pid)
+            limits.kill_session(proc.pid)
             proc.wait()
         seconds = time.perf_counter() - started
         output = _head(out) + _tail(err)
@@ -146,37 +162,6 @@ def _env(home: str) -> dict[str, str]:
     # Nothing inherited but PATH: no proxies, no tokens, no PYTHONPATH.
     return {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8", "HOME": home,
             "TMPDIR": home, "PYTHONHASHSEED": "0"}
-
-
-def _limits(timeout: float, memory_mb: int, nproc: int | None) -> Callable[[], None]:
-    """The function the child runs between fork and exec; ``nproc`` None leaves RLIMIT_NPROC."""
-    memory = memory_mb * 1024 * 1024
-    cpu = math.ceil(timeout) + 1
-
-    def apply() -> None:
-        _lower(resource.RLIMIT_AS, memory)
-        # Soft limit: SIGXCPU, which reads as a timeout; the hard one a second later: SIGKILL.
-        _lower(resource.RLIMIT_CPU, cpu, cpu + 1)
-        _lower(resource.RLIMIT_FSIZE, FILE_BYTES)
-        _lower(resource.RLIMIT_CORE, 0)
-        if nproc is not None:
-            _lower(resource.RLIMIT_NPROC, nproc)
-        try:  # the kernel's OOM killer should pick the sandbox, never the evaluator
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write("1000")
-        except OSError:
-            pass
-
-    return apply
-
-
-def _lower(which: int, soft: int, hard: int | None = None) -> None:
-    """Set a limit no higher than the current hard limit (only root may raise that)."""
-    current = resource.getrlimit(which)[1]
-    hard = soft if hard is None else hard
-    if current != resource.RLIM_INFINITY:
-        soft, hard = min(soft, current), min(hard, current)
-    resource.setrlimit(which, (soft, hard))
 
 
 @functools.cache
@@ -220,25 +205,6 @@ def _tasks(uid: int) -> int:
     return total
 
 
-def _session(sid: int) -> list[int]:
-    """Live (not zombie) processes of session ``sid``, from /proc; [] where there is none."""
-    found = []
-    try:
-        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
-    except OSError:
-        return []
-    for pid in entries:
-        try:
-            stat = Path("/proc", pid, "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 3 and fields[0] not in "ZX" and int(fields[3]) == sid:
-            found.append(int(pid))
-    return found
-
-
 def _wait(proc: subprocess.Popen[bytes], timeout: float, watch: int | None) -> str:
     """"exited", "timeout", or "processes" when the session grew past ``watch`` processes."""
     deadline = time.monotonic() + timeout
@@ -251,40 +217,20 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float, watch: int | None) -> s
             return "exited"
         except subprocess.TimeoutExpired:
             pass
-        if watch is not None and len(_session(proc.pid)) > watch:
+        if watch is not None and len(limits.session_processes(proc.pid)) > watch:
             return "processes"
 
 
-def _kill_session(sid: int) -> None:
-    """SIGKILL the process group, then whatever else of the session is alive (a child that
-    moved to a group of its own). A fork that races with the group kill fails: the kernel
-    refuses to fork a process with a fatal signal pending."""
-    for _ in range(50):
-        try:
-            os.killpg(sid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        alive = _session(sid)
-        if not alive:
-            return
-        for pid in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        time.sleep(0.01)
-
-
-def _status(ended: str, returncode: int | None) -> str:
+def _status(ended: str, returncode: int | None) -> RunStatus:
     if ended == "timeout":
-        return "timeout"
+        return RunStatus.TIMEOUT
     if ended == "processes":
-        return "killed"
+        return RunStatus.KILLED
     if returncode == 0:
-        return "passed"
+        return RunStatus.PASSED
     if returncode == -signal.SIGXCPU:  # RLIMIT_CPU: a busy loop with the wall clock not yet up
-        return "timeout"
-    return "killed" if returncode is not None and returncode < 0 else "failed"
+        return RunStatus.TIMEOUT
+    return RunStatus.KILLED if returncode is not None and returncode < 0 else RunStatus.FAILED
 
 
 def _head(stream: IO[bytes]) -> str:

@@ -1,74 +1,45 @@
-"""When rounds run: the background trainer (`compilot trainer`) and the locks around a round.
+"""When rounds run: the background trainer (`compilot trainer`), its window and its lock.
 
 A round starts when the local clock is inside the nightly window and no round has started in
 this night's window yet, or, outside it, once ``min_new_events`` new labelled candidates have
 arrived since the last round. Each round runs as a child process (`compilot train`) at low CPU
 priority: a crash or a leak in training never takes the trainer down, and its memory is
-returned when the round ends. Two locks: ``trainer.lock`` (one background trainer per data
-dir) and ``round.lock`` (one round at a time, whoever started it). Both are ``flock`` locks:
-the kernel drops them when their holder dies, so a killed trainer never blocks the next.
+returned when the round ends. ``trainer.lock`` keeps one background trainer per data dir; the
+round takes ``round.lock`` itself (``compilot.round_lock``). Both are ``flock`` locks: the
+kernel drops them when their holder dies, so a killed trainer never blocks the next.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import logging.handlers
 import os
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 
-from compilot.settings import SETTINGS_ENV, Settings, TrainerSettings, as_dict
+from compilot.paths import DataDir
+from compilot.round_lock import locked, round_command
+from compilot.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
 
-TRAINER_LOCK = "trainer.lock"
-ROUND_LOCK = "round.lock"
-LOG_FILE = "trainer.log"
-STATE_FILE = "trainer-state.json"
-
-
-class Busy(RuntimeError):
-    """Another process holds the lock; the message names it."""
-
-
-@contextlib.contextmanager
-def locked(path: Path, what: str) -> Iterator[None]:
-    """Hold the flock at ``path`` (non-blocking), or raise Busy naming the holder's pid."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise Busy(f"another {what} is running (pid {holder}; lock {path})") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock
-
 
 @dataclass(frozen=True)
-class Window:
+class TimeWindow:
     """A daily local-time window; ``end`` before ``start`` wraps past midnight."""
 
     start: dtime
     end: dtime
 
     @classmethod
-    def parse(cls, text: str) -> Window | None:
-        """"02:00-06:00" → Window; "" → None (no window). ValueError names the setting."""
+    def parse(cls, text: str) -> TimeWindow | None:
+        """"02:00-06:00" → TimeWindow; "" → None (no window). ValueError names the setting."""
         if not text.strip():
             return None
         try:
@@ -90,7 +61,7 @@ class Window:
 def due(now: datetime, last_round: float | None, new_events: int,
         settings: TrainerSettings) -> str | None:
     """Why a round should start now, or None."""
-    window = Window.parse(settings.window)
+    window = TimeWindow.parse(settings.window)
     opened = window.opened(now) if window else None
     if opened is not None and (last_round is None or last_round < opened.timestamp()):
         return f"the nightly window {settings.window} is open"
@@ -99,22 +70,26 @@ def due(now: datetime, last_round: float | None, new_events: int,
     return None
 
 
-def read_state(root: Path) -> dict[str, object]:
+def read_state(data: DataDir) -> dict[str, object]:
+    """The trainer's state file (empty when there is none or it is unreadable)."""
     try:
-        return json.loads((root / STATE_FILE).read_text(encoding="utf-8"))
+        state = json.loads(data.trainer_state.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         return {}
+    return state if isinstance(state, dict) else {}
 
 
-def write_state(root: Path, state: dict[str, object]) -> None:
-    tmp = root / f".{STATE_FILE}.{os.getpid()}.tmp"
+def write_state(data: DataDir, state: dict[str, object]) -> None:
+    """Replace the trainer's state file."""
+    path = data.trainer_state
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
-    os.replace(tmp, root / STATE_FILE)
+    os.replace(tmp, path)
 
 
-def file_logging(root: Path) -> Path:
+def file_logging(data: DataDir) -> Path:
     """Send this process's logs to ``trainer.log`` in the data dir (rotated at 5 MB)."""
-    path = root / LOG_FILE
+    path = data.trainer_log
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=5 << 20, backupCount=3)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
@@ -122,68 +97,30 @@ def file_logging(root: Path) -> Path:
     return path
 
 
-def round_command() -> list[str]:
-    """The child that runs one round (the same interpreter and package as the trainer)."""
-    return [sys.executable, "-m", "compilot", "train", "--quiet"]
-
-
-def round_running(root: Path) -> bool:
-    """Whether some process holds the round lock now."""
-    try:
-        with locked(root / ROUND_LOCK, "training round"):
-            return False
-    except Busy:
-        return True
-
-
-def start_round(root: Path, settings: Settings) -> int:
-    """Start one round in a detached child at the trainer's CPU priority, its output appended
-    to the trainer's log; returns its pid. Raises Busy when a round is running already (the
-    child takes the round lock itself, so a race between two starts still runs one round).
-
-    The child gets ``settings`` through ``COMPILOT_SETTINGS`` (the editor's options included)
-    and this data dir through ``COMPILOT_DATA_DIR``.
-    """
-    if round_running(root):
-        raise Busy(f"a training round is running already (lock {root / ROUND_LOCK})")
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    env = {**os.environ, SETTINGS_ENV: json.dumps(as_dict(settings)),
-           "COMPILOT_DATA_DIR": str(root)}
-    nice = settings.trainer.nice
-    with open(root / LOG_FILE, "ab") as out:
-        out.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} round started on request\n".encode())
-        out.flush()
-        child = subprocess.Popen(round_command(), stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                 preexec_fn=(lambda: os.nice(nice)) if nice else None)
-    threading.Thread(target=child.wait, name="round-reaper", daemon=True).start()  # no zombie
-    return child.pid
-
-
-def run_trainer(root: Path, settings: TrainerSettings, *, once: bool = False,
+def run_trainer(data: DataDir, settings: TrainerSettings, *, once: bool = False,
                 stop: threading.Event | None = None) -> int:
     """The background loop; returns the number of rounds started. ``once``: stop after the
     first round (or at once when none is due)."""
     from compilot.feedback.store import Store
 
     stop = stop or threading.Event()
-    Window.parse(settings.window)  # a bad window fails now, not at 2 am
-    with locked(root / TRAINER_LOCK, "background trainer"):
+    TimeWindow.parse(settings.window)  # a bad window fails now, not at 2 am
+    with locked(data.trainer_lock, "background trainer"):
         if settings.nice:
             os.nice(settings.nice)
         log.info("trainer started (pid %d, window %r, every %d new labelled completions)",
                  os.getpid(), settings.window, settings.min_new_events)
-        store = Store.in_dir(root)
+        store = Store.in_dir(data)
         rounds = 0
         while not stop.is_set():
-            state = read_state(root)
+            state = read_state(data)
             last = state.get("last_round")
             last_round = float(last) if isinstance(last, int | float) else None
             new = store.labelled_since(last_round or 0.0)
             reason = due(datetime.now(), last_round, new, settings)
             if reason:
                 log.info("starting a round: %s", reason)
-                write_state(root, {**state, "last_round": time.time(), "reason": reason})
+                write_state(data, {**state, "last_round": time.time(), "reason": reason})
                 done = subprocess.run(round_command(), stdin=subprocess.DEVNULL,
                                       capture_output=True, text=True, errors="replace",
                                       check=False)
@@ -193,7 +130,7 @@ def run_trainer(root: Path, settings: TrainerSettings, *, once: bool = False,
                 outcome = "ok" if done.returncode == 0 else f"exit {done.returncode}"
                 log.log(logging.INFO if done.returncode == 0 else logging.ERROR,
                         "round finished: %s", outcome)
-                write_state(root, {**read_state(root), "last_outcome": outcome,
+                write_state(data, {**read_state(data), "last_outcome": outcome,
                                    "finished": time.time()})
                 if once:
                     break

@@ -10,17 +10,19 @@ the tests and headless experiments use it; the demo drives a real LSP session in
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from compilot.feedback.checks import blame
-from compilot.feedback.store import CandidateRecord, RequestRecord, Store
+from compilot.feedback.blame import blame
+from compilot.feedback.diagnostics import CheckStatus
+from compilot.feedback.records import EventKind, Request, Source, Trigger, identified
+from compilot.feedback.store import Store
+from compilot.languages import language_for
 from compilot.server.completion import generate_ranked
 from compilot.server.engine import Engine, Sampling
-from compilot.server.languages import language_for
 from compilot.server.prompt import window
-from compilot.training.corpus import Task
+from compilot.settings import Settings
+from compilot.training.corpus import Hole
 
 
 @dataclass
@@ -35,65 +37,59 @@ class Collected:
     """Accepted completions that broke the code; each gets the reference as its revision."""
 
 
-def _uri(task: Task) -> str:
+def _uri(task: Hole) -> str:
     # One "file" per task: the split by file hash then holds out tasks, not whole modules.
     return f"file://{task.path}/{task.name}.py"
 
 
-def collect(store: Store, engine: Engine, tasks: Sequence[Task], *, adapter: str,
-            sampling: Sampling, prefix_chars: int = 3000, suffix_chars: int = 1000,
-            timeout: float = 10.0, progress: Callable[[], None] = lambda: None) -> Collected:
-    """Complete every task with ``engine`` (serving ``adapter``) and record the outcome."""
+def collect(store: Store, engine: Engine, tasks: Sequence[Hole], *, adapter: str,
+            settings: Settings, sampling: Sampling | None = None,
+            progress: Callable[[], None] = lambda: None) -> Collected:
+    """Complete every task with ``engine`` (serving ``adapter``) and record the outcome, with
+    the window, sampling and check limits of ``settings`` (``sampling`` overrides the
+    latter)."""
     python = language_for("python")
+    c = settings.completion
+    sampling = sampling or Sampling.from_settings(c)
     out = Collected()
     for task in tasks:
         document, offset = task.document, len(task.prefix)
-        win = window(document, offset, prefix_chars=prefix_chars, suffix_chars=suffix_chars)
+        win = window(document, offset, prefix_chars=c.prefix_chars, suffix_chars=c.suffix_chars)
         started = time.perf_counter()
         ranked, _ = generate_ranked(engine, win.prefix, win.suffix, python, sampling,
                                     before=task.prefix, after=task.suffix)
-        latency = (time.perf_counter() - started) * 1000
-        request_id = uuid.uuid4().hex
-        ids = [uuid.uuid4().hex for _ in ranked]
+        offered = identified(ranked)
         line, character = task.cursor
         store.record_request(
-            RequestRecord(id=request_id, uri=_uri(task), language="python", line=line,
-                          character=character, prefix=win.prefix, suffix=win.suffix,
-                          latency_ms=latency, model=engine.name, adapter=adapter,
-                          source="model", created_at=time.time()),
-            [CandidateRecord(id=cid, rank=i, text=r.text, raw=r.raw, logprob=r.logprob,
-                             tokens=r.tokens, parsed=r.parsed, shown=r.shown)
-             for i, (cid, r) in enumerate(zip(ids, ranked, strict=True))])
+            Request(uri=_uri(task), language=python.id, line=line, character=character,
+                    prefix=win.prefix, suffix=win.suffix,
+                    latency_ms=(time.perf_counter() - started) * 1000, model=engine.name,
+                    adapter=adapter, source=Source.MODEL),
+            offered)
         out.requests += 1
-        accepted = next((cid for cid, r in zip(ids, ranked, strict=True)
-                         if r.shown and r.text.strip()), None)
-        for cid, r in zip(ids, ranked, strict=True):
+        accepted = next((r.id for r in offered if r.shown and r.text.strip()), None)
+        for r in offered:
             if not r.text.strip():
                 continue
             out.candidates += 1
-            verdict = blame(document, task.prefix + r.text + task.suffix, "python",
-                            timeout=timeout)
-            res = verdict.result
-            store.record_check(cid, stage=res.stage, trigger="accept", status=res.status,
-                               tool=res.tool, introduced=verdict.introduced,
-                               diagnostics=[{"line": d.line, "column": d.column,
-                                             "message": d.message} for d in verdict.new],
-                               duration_ms=res.duration_ms)
+            verdict = blame(document, task.prefix + r.text + task.suffix, python.id,
+                            settings=settings.checks)
+            store.record_check(r.id, verdict, Trigger.ACCEPT)
             broken = verdict.introduced
             out.failed += broken
-            out.compiled += not broken and res.status not in ("timeout", "error")
-            if cid == accepted:
-                store.record_event(cid, "shown")
-                store.record_event(cid, "accepted")
+            out.compiled += not broken and verdict.result.status.conclusive
+            if r.id == accepted:
+                store.record_event(r.id, EventKind.SHOWN)
+                store.record_event(r.id, EventKind.ACCEPTED)
                 if broken:
                     # The user repairs it: the reference body is the minimal correct revision.
                     out.accepted_broken += 1
-                    store.record_revision(cid, broken=r.text, fixed=task.reference,
-                                          status="ok")
+                    store.record_revision(r.id, broken=r.text, fixed=task.reference,
+                                          status=CheckStatus.OK)
                 else:
-                    store.record_survival(cid, at="30s", share=1.0, text=r.text)
+                    store.record_survival(r.id, at="30s", share=1.0, text=r.text)
             elif r.shown:
-                store.record_event(cid, "shown")
-                store.record_event(cid, "rejected")
+                store.record_event(r.id, EventKind.SHOWN)
+                store.record_event(r.id, EventKind.REJECTED)
         progress()
     return out

@@ -104,6 +104,7 @@ class Report:
     metrics: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as plain data (JSON, adapter metadata)."""
         return asdict(self)
 
 
@@ -111,7 +112,7 @@ def lora_config(settings: TrainingSettings) -> Any:
     """The peft LoRA config of the settings (plain LoRA: what llama.cpp can apply)."""
     from peft import LoraConfig
 
-    from compilot.training.export import SUPPORTED_TARGETS
+    from compilot.training.gguf_adapter import SUPPORTED_TARGETS
 
     unsupported = sorted(set(settings.target_modules) - SUPPORTED_TARGETS)
     if unsupported or not settings.target_modules:
@@ -171,7 +172,7 @@ def _peak_memory_mb() -> float:
 
 
 def _config(method: str, settings: TrainingSettings, out: Path, extra: dict[str, Any]) -> Any:
-    """trl's config for ``method``: our settings mapped onto it, the rest trl's defaults."""
+    """Trl's config for ``method``: our settings mapped onto it, the rest trl's defaults."""
     import torch
     from trl import DPOConfig, KTOConfig, SFTConfig
 

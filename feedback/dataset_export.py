@@ -8,7 +8,6 @@ needs no network: local files go to the packaged parquet/json builders or `load_
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import time
 from pathlib import Path
@@ -53,7 +52,7 @@ def _redacted(dataset_dict: DatasetDict) -> DatasetDict:
 
 
 def export(dataset_dict: DatasetDict, out_dir: Path, *, fmt: str = "parquet",
-           options: ds_mod.DatasetOptions | None = None,
+           made_with: dict[str, Any] | None = None,
            summary: dict[str, Any] | None = None) -> list[Path]:
     """Write every split of ``dataset_dict`` and a dataset card; the paths written."""
     _check_format(fmt)
@@ -69,7 +68,7 @@ def export(dataset_dict: DatasetDict, out_dir: Path, *, fmt: str = "parquet",
         elif fmt == "jsonl":
             ds.to_json(str(split_path(out_dir, split, fmt)), lines=True, force_ascii=False)
     card = out_dir / CARD
-    card.write_text(dataset_card(clean, fmt=fmt, options=options, summary=summary),
+    card.write_text(dataset_card(clean, fmt=fmt, made_with=made_with, summary=summary),
                     encoding="utf-8")
     return [split_path(out_dir, split, fmt) for split in clean] + [card]
 
@@ -92,7 +91,7 @@ def _table(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} ({v})" for k, v in counts.items()) or "none"
 
 
-def dataset_card(dataset_dict: DatasetDict, *, fmt: str, options: ds_mod.DatasetOptions | None,
+def dataset_card(dataset_dict: DatasetDict, *, fmt: str, made_with: dict[str, Any] | None,
                  summary: dict[str, Any]) -> str:
     """A README.md for the hub: YAML front matter, counts, and how the data was made."""
     kind = summary["kind"]
@@ -114,8 +113,8 @@ def dataset_card(dataset_dict: DatasetDict, *, fmt: str, options: ds_mod.Dataset
             lines.append(f"- {key[3:].capitalize()}: {_table(summary[key])}")
     if "balance" in summary:
         lines.append(f"- KTO balance (train): {summary['balance']}")
-    if options is not None:
-        lines.append(f"- Options: {dataclasses.asdict(options)}")
+    if made_with is not None:
+        lines.append(f"- Made with: {made_with}")
     lines += ["", "## How this data was made", "", inspect.getdoc(ds_mod) or "", "",
               "## Redaction", "",
               "Secrets (private keys; AWS, GitHub, Slack, OpenAI-style and Google keys; password "
@@ -160,7 +159,7 @@ def load(out_dir: Path, fmt: str, *, cache_dir: Path | None = None) -> DatasetDi
                           cache_dir=str(cache_dir) if cache_dir else None) if full else {}
     if features is None and len(full) < len(paths):
         raise ValueError(f"{out_dir} has an empty {fmt} split and no {CARD} naming its columns")
-    empty = {k: [] for k in features or {}}
+    empty: dict[str, list[Any]] = {k: [] for k in features or {}}
     return DatasetDict({s: loaded[s] if s in full else Dataset.from_dict(empty, features=features)
                         for s in paths})
 

@@ -16,26 +16,27 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compilot import settings as settings_mod
+from compilot.feedback.store import Store
 from compilot.models import resolve_model_path
+from compilot.paths import DataDir
+from compilot.pointer import ADAPTER_FILE, BASE
 from compilot.settings import GateSettings, Settings
 from compilot.training import benchmarks, data, train
-from compilot.training.evaluate import Evaluation, Evaluator
-from compilot.training.export import peft_to_gguf
-from compilot.training.registry import BASE, AdapterInfo, Registry
+from compilot.training.base import materialize
+from compilot.training.evaluate import Evaluation, Evaluator, Prompt
+from compilot.training.gguf_adapter import peft_to_gguf
+from compilot.training.registry import PEFT_DIR, AdapterInfo, AdapterStatus, Registry
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
 log = logging.getLogger(__name__)
-
-PEFT_DIR = "peft"
-CACHE_DIR = "cache"
 
 
 @dataclass
@@ -52,6 +53,7 @@ class RoundResult:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
+        """The result as plain data (JSON, the trainer's log)."""
         return asdict(self)
 
 
@@ -112,7 +114,7 @@ def _steps_callback(progress: Progress, method: str) -> Any:
 
 
 def evaluate_pair(settings: Settings, model: Path, serving: tuple[str, Path | None],
-                  candidate: tuple[str, Path | None], prompts: list[Any],
+                  candidate: tuple[str, Path | None], prompts: list[Prompt],
                   progress: Progress | None = None, *, known: Evaluation | None = None,
                   modes: tuple[str, ...] = ("server", "raw")) -> tuple[Evaluation, Evaluation]:
     """Both models on the same held-out prompts and HumanEval sample; ``known`` is the serving
@@ -124,24 +126,22 @@ def evaluate_pair(settings: Settings, model: Path, serving: tuple[str, Path | No
 
 
 def evaluate_models(settings: Settings, model: Path, models: Sequence[tuple[str, Path | None]],
-                    prompts: list[Any], progress: Progress | None = None, *,
+                    prompts: list[Prompt], progress: Progress | None = None, *,
                     modes: tuple[str, ...] = ("server", "raw")) -> list[Evaluation]:
     """Each (version, adapter) on the held-out prompts and the gate's HumanEval sample, with
     one engine on the base GGUF."""
     gate = settings.gate
     tasks = benchmarks.humaneval(gate.humaneval, seed=settings.training.seed) \
         if gate.humaneval else []
-    evaluator = Evaluator(model, max_tokens=gate.max_tokens, timeout_s=gate.timeout_s,
-                          n_threads=settings.training.threads or settings.model.n_threads,
-                          n_ctx=settings.model.n_ctx)
+    evaluator = Evaluator(model, settings)
     try:
         out = []
         for version, path in models:
-            tick = lambda: None  # noqa: E731
+            tick: Callable[[], None] = lambda: None  # noqa: E731
             if progress is not None:
                 task = progress.add_task(f"evaluating {version}",
                                          total=len(prompts) + len(tasks))
-                tick = lambda task=task: progress.advance(task)  # noqa: E731
+                tick = partial(progress.advance, task)
             out.append(evaluator.evaluate(version, path, prompts, tasks, modes=modes,
                                           progress=tick))
         return out
@@ -151,7 +151,8 @@ def evaluate_models(settings: Settings, model: Path, models: Sequence[tuple[str,
 
 def run_round(settings: Settings, *, dataset: Path | None = None, method: str | None = None,
               progress: Progress | None = None, promote: bool = True,
-              held_out: list[Any] | None = None, known: dict[str, Evaluation] | None = None,
+              held_out: list[Prompt] | None = None,
+              known: dict[str, Evaluation] | None = None,
               modes: tuple[str, ...] = ("server", "raw")) -> RoundResult:
     """One round now. Raises ``train.TrainingError`` when there is nothing to train on.
 
@@ -160,12 +161,9 @@ def run_round(settings: Settings, *, dataset: Path | None = None, method: str | 
     for the serving model and extended with the candidate's; ``modes``: what is scored, from
     the same generations ("server": what the server shows; "raw": the model's output).
     """
-    from compilot.feedback.store import Store
-    from compilot.training.base import materialize
-
     started = time.perf_counter()
-    root = settings_mod.data_dir(settings)
-    registry = Registry(root / "adapters")
+    home = DataDir.of(settings)
+    registry = Registry(home.adapters)
     for leftover in registry.clean():
         log.warning("removed what an interrupted round left: %s", leftover)
     serving = registry.current()
@@ -174,7 +172,7 @@ def run_round(settings: Settings, *, dataset: Path | None = None, method: str | 
         round_data = data.from_path(dataset, settings)
     else:
         round_data = data.from_store(
-            Store.in_dir(root), settings, serving=serving,
+            Store.in_dir(home), settings, serving=serving,
             serving_since=serving_info.promoted_at if serving_info else None)
     choice = train.choose(method or settings.training.method, round_data.counts(),
                           settings.training.min_examples)
@@ -186,21 +184,22 @@ def run_round(settings: Settings, *, dataset: Path | None = None, method: str | 
 
     model = resolve_model_path(settings.model.path)
     base = Path(settings.training.base) if settings.training.base else materialize(
-        model, root / CACHE_DIR)
-    parent = registry.root / serving / PEFT_DIR if serving != BASE else None
+        model, home.cache)
+    parent = registry.peft(serving)
     if parent is not None and not (parent / "adapter_config.json").is_file():
         log.warning("serving adapter %s has no PEFT weights; training a fresh LoRA", serving)
         parent = None
     staging = registry.staging()
     try:
         callbacks = [_steps_callback(progress, choice.method)] if progress is not None else []
-        weights = {k: round_data.balance[k] for k in ("desirable_weight", "undesirable_weight")
-                   if k in round_data.balance}
+        weights: dict[str, float] = {
+            k: float(round_data.balance[k]) for k in ("desirable_weight", "undesirable_weight")
+            if k in round_data.balance}
         report = train.train(choice.method, rows, base=base, out=staging / PEFT_DIR,
                              settings=settings.training, parent=parent, kto_weights=weights,
                              callbacks=callbacks)
         result.report = report
-        peft_to_gguf(staging / PEFT_DIR, model, staging / "adapter.gguf")
+        peft_to_gguf(staging / PEFT_DIR, model, staging / ADAPTER_FILE)
         version = _version(registry, choice.method)
         info = AdapterInfo(
             version=version, method=choice.method, parent=serving,
@@ -217,10 +216,9 @@ def run_round(settings: Settings, *, dataset: Path | None = None, method: str | 
     result.version = version
 
     if promote:
-        serving_gguf = registry.current_gguf()
         prompts = round_data.held_out if held_out is None else held_out
-        old, new = evaluate_pair(settings, model, (serving, serving_gguf),
-                                 (version, registry.root / version / "adapter.gguf"),
+        old, new = evaluate_pair(settings, model, (serving, registry.gguf(serving)),
+                                 (version, registry.gguf(version)),
                                  prompts, progress, modes=modes,
                                  known=(known or {}).get(serving))
         if known is not None:
@@ -236,6 +234,7 @@ def run_round(settings: Settings, *, dataset: Path | None = None, method: str | 
             result.promoted = True
         else:
             registry.reject(version, figures)
-        log.info("round: %s %s: %s", version, "promoted" if ok else "rejected", why)
+        log.info("round: %s %s: %s", version,
+                 AdapterStatus.PROMOTED if ok else AdapterStatus.REJECTED, why)
     result.seconds = round(time.perf_counter() - started, 1)
     return result
