@@ -169,7 +169,9 @@ class Splicer:
         self.source = source
         self.offset = offset
         self.tree = parser.parse(source)
-        self.baseline = problems(self.tree, grammar)
+        # Empty nodes are looked for only around the insertion (``new_problems``), so the
+        # baseline needs them only there too: a query over a whole large file costs ms.
+        self.baseline = problems(self.tree, grammar, within=(offset, offset))
         line_start = source.rfind(b"\n", 0, offset) + 1
         self.point = (source.count(b"\n", 0, offset), offset - line_start)
 
