@@ -26,6 +26,27 @@ log = logging.getLogger(__name__)
 APP = "compilot"
 
 
+MIN_CONTEXT = 128
+"""The smallest model.n_ctx that holds a useful window and completion."""
+MAX_CANDIDATES = 16
+"""Candidates per request at most: each costs its tokens' generation time."""
+MAX_TOKENS = 2048
+
+
+class RangeError(ValueError):
+    """A setting outside the values it can take; the message names the key."""
+
+
+def _at_least(key: str, value: float, low: float) -> None:
+    if value < low:
+        raise RangeError(f"{key} must be at least {low}, not {value!r}")
+
+
+def _between(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise RangeError(f"{key} must be between {low} and {high}, not {value!r}")
+
+
 @dataclass(kw_only=True)
 class ModelSettings:
     """Which GGUF serves completions and how llama.cpp runs it."""
@@ -38,6 +59,12 @@ class ModelSettings:
     """CPU threads for inference; empty means all cores."""
     n_batch: int = 256
     """Prompt tokens evaluated per llama.cpp call (also the cancellation granularity)."""
+
+    def __post_init__(self) -> None:
+        _at_least("model.n_ctx", self.n_ctx, MIN_CONTEXT)
+        _at_least("model.n_batch", self.n_batch, 1)
+        if self.n_threads is not None:
+            _at_least("model.n_threads", self.n_threads, 1)
 
 
 @dataclass(kw_only=True)
@@ -62,6 +89,17 @@ class CompletionSettings:
     """Entries of the LRU cache of answered windows."""
     rank_by_syntax: bool = True
     """Rank candidates that parse (tree-sitter) first."""
+
+    def __post_init__(self) -> None:
+        _between("completion.candidates", self.candidates, 1, MAX_CANDIDATES)
+        _between("completion.max_tokens", self.max_tokens, 1, MAX_TOKENS)
+        _at_least("completion.temperature", self.temperature, 0.0)
+        _at_least("completion.top_k", self.top_k, 0)
+        if not 0.0 < self.top_p <= 1.0:
+            raise RangeError(f"completion.top_p must be in (0, 1], not {self.top_p!r}")
+        _at_least("completion.prefix_chars", self.prefix_chars, 1)
+        _at_least("completion.suffix_chars", self.suffix_chars, 0)
+        _at_least("completion.cache_size", self.cache_size, 0)
 
 
 @dataclass(kw_only=True)
@@ -103,8 +141,7 @@ class DatasetSettings:
     def __post_init__(self) -> None:
         for name in ("survival_threshold", "held_out"):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"datasets.{name} must be between 0 and 1, not {value!r}")
+            _between(f"datasets.{name}", value, 0.0, 1.0)
 
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -199,6 +236,13 @@ class Settings:
     data_dir: str | None = None
     """Where the event database and adapters live; empty means the XDG data dir."""
 
+    def __post_init__(self) -> None:
+        room = self.model.n_ctx // 2
+        if self.completion.max_tokens > room:
+            raise RangeError(f"completion.max_tokens ({self.completion.max_tokens}) must leave "
+                             f"half of model.n_ctx ({self.model.n_ctx}) to the prompt: at most "
+                             f"{room}")
+
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
 SETTINGS_ENV = "COMPILOT_SETTINGS"
@@ -234,18 +278,31 @@ def _structure_leniently(
         return _converter.structure(raw, Settings), []
     except Exception as exc:  # noqa: BLE001 - cattrs raises exception groups
         problems = cattrs.transform_error(exc, path="settings")
-    # Retry key by key: every valid key is applied, every bad one keeps its fallback.
+    # Retry key by key: every valid key is applied, every bad one keeps its fallback and is
+    # named with the reason (a range check says what it wants).
     good = _converter.unstructure(fallback)
+    named: list[str] = []
     for section, values in raw.items():
         candidates = values.items() if isinstance(values, dict) else [(None, values)]
         for key, value in candidates:
             trial = _merge(good, {section: {key: value}} if key else {section: value})
             try:
                 _converter.structure(trial, Settings)
-            except Exception:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - cattrs raises exception groups
+                named += _range_errors(exc)
                 continue
             good = trial
-    return _converter.structure(good, Settings), problems
+    # cattrs says only "invalid value @ settings.completion" for a failed range check.
+    problems = [p for p in problems if not p.startswith("invalid value @")]
+    return _converter.structure(good, Settings), named + problems
+
+
+def _range_errors(exc: BaseException) -> list[str]:
+    """The messages of the range checks (RangeErrors of a ``__post_init__``, which name their
+    key) inside what cattrs raised."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [m for inner in exc.exceptions for m in _range_errors(inner)]
+    return [str(exc)] if isinstance(exc, RangeError) else []
 
 
 def load(

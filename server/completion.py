@@ -160,6 +160,10 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
     """
     prompt_prefix, held = heal(prefix)
     tokens = engine.prompt(prompt_prefix, suffix, sampling.max_tokens)
+    if not tokens:
+        # Nothing before the cursor, and a model with neither FIM tokens nor a BOS: there is
+        # nothing to continue (an empty file, the cursor at 0:0). The answer is empty.
+        return [], []
     candidates = engine.generate(
         tokens, sampling, forced=held, cancelled=cancelled,
         stop=lambda text: should_stop(unheal(text, held), prefix, suffix, language),
