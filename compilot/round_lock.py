@@ -1,9 +1,12 @@
 """One training round at a time, whoever starts it: the round lock, and a round as a child.
 
-The locks are ``flock`` locks on files in the data dir: the kernel drops them when their
-holder dies, so a killed round never blocks the next. The server's "train now" and the
-background trainer both start a round as a child process (`compilot train`), which takes the
-round lock itself: a race between two starts still runs one round.
+The locks are open-file-description locks (``fcntl`` ``F_OFD_SETLK``, Linux 3.15) on files in
+the data dir: the kernel drops them when their holder dies, so a killed round never blocks the
+next, and unlike ``flock`` they can be tested without being taken (``F_OFD_GETLK``): asking
+whether a round runs (`compilot.status`, every few seconds from an editor) never makes a round
+that starts at that moment fail. The server's "train now" and the background trainer both
+start a round as a child process (`compilot train`), which takes the round lock itself: a race
+between two starts still runs one round.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -27,22 +31,43 @@ class Busy(RuntimeError):
     """Another process holds the lock; the message names it."""
 
 
+_FLOCK = struct.Struct("hhqqi4x")
+"""struct flock as Linux lays it out on 64-bit machines: type, whence, start, len, pid."""
+
+
+def _whole_file(kind: int) -> bytes:
+    return _FLOCK.pack(kind, os.SEEK_SET, 0, 0, 0)
+
+
 @contextlib.contextmanager
 def locked(path: Path, what: str) -> Iterator[None]:
-    """Hold the flock at ``path`` (non-blocking), or raise Busy naming the holder's pid."""
+    """Hold the lock at ``path`` (non-blocking), or raise Busy naming the holder's pid."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _whole_file(fcntl.F_WRLCK))
+        except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: held
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             raise Busy(f"another {what} is running (pid {holder}; lock {path})") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
-        os.close(fd)  # closing the descriptor releases the flock
+        os.close(fd)  # closing the only descriptor of the open file releases the lock
+
+
+def held(path: Path) -> bool:
+    """Whether some process holds the lock at ``path``, asked without taking it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _whole_file(fcntl.F_WRLCK))
+    finally:
+        os.close(fd)
+    return _FLOCK.unpack(answer)[0] != fcntl.F_UNLCK
 
 
 def round_locked(data: DataDir) -> contextlib.AbstractContextManager[None]:
@@ -51,12 +76,8 @@ def round_locked(data: DataDir) -> contextlib.AbstractContextManager[None]:
 
 
 def round_running(data: DataDir) -> bool:
-    """Whether some process holds the round lock now."""
-    try:
-        with round_locked(data):
-            return False
-    except Busy:
-        return True
+    """Whether some process holds the round lock now (the lock is not touched)."""
+    return held(data.round_lock)
 
 
 def round_command() -> list[str]:

@@ -78,3 +78,60 @@ def test_max_tokens_is_judged_against_the_context_it_gets(tmp_path: Path) -> Non
                                            path=tmp_path / "none.toml")
     assert (settings.model.n_ctx, settings.completion.max_tokens) == (512, 64)
     assert "at most 256" in problems[0]
+
+
+# -- the round lock is probed, never taken (finding 6) -------------------------------------------
+
+_TAKER = """
+import sys, time
+from pathlib import Path
+from compilot import round_lock
+from compilot.paths import DataDir
+data, busy = DataDir(Path(sys.argv[1])), 0
+print("ready", flush=True)
+for _ in range(int(sys.argv[2])):
+    try:
+        with round_lock.round_locked(data):
+            pass
+    except round_lock.Busy:
+        busy += 1
+print(busy)
+"""
+
+
+def test_probing_the_round_lock_never_makes_a_round_fail(tmp_path: Path) -> None:
+    """Was: `compilot.status` took the lock to see whether it was free, so rounds starting
+    meanwhile failed with "another training round is running" (468 of 3,000 takes)."""
+    import subprocess
+    import sys
+
+    from compilot import round_lock
+    from compilot.paths import DataDir
+
+    data = DataDir(tmp_path)
+    taker = subprocess.Popen([sys.executable, "-c", _TAKER, str(tmp_path), "3000"],
+                             stdout=subprocess.PIPE, text=True)
+    assert taker.stdout is not None and taker.stdout.readline().strip() == "ready"
+    probes = 0
+    while taker.poll() is None:
+        round_lock.round_running(data)
+        probes += 1
+    assert int(taker.stdout.read()) == 0, f"{probes} probes made takes fail"
+    assert probes > 10
+
+
+def test_a_held_round_lock_is_seen_and_left_alone(tmp_path: Path) -> None:
+    from compilot import round_lock
+    from compilot.paths import DataDir
+
+    data = DataDir(tmp_path)
+    assert not round_lock.round_running(data)
+    assert not data.round_lock.exists()  # probing creates nothing
+    with round_lock.round_locked(data):
+        holder = data.round_lock.read_text()
+        assert round_lock.round_running(data)
+        assert data.round_lock.read_text() == holder  # the holder's pid stays
+        with pytest.raises(round_lock.Busy, match=holder.strip()):
+            with round_lock.round_locked(data):
+                pass
+    assert not round_lock.round_running(data)

@@ -5,8 +5,8 @@ this night's window yet, or, outside it, once ``min_new_events`` new labelled ca
 arrived since the last round. Each round runs as a child process (`compilot train`) at low CPU
 priority: a crash or a leak in training never takes the trainer down, and its memory is
 returned when the round ends. ``trainer.lock`` keeps one background trainer per data dir; the
-round takes ``round.lock`` itself (``compilot.round_lock``). Both are ``flock`` locks: the
-kernel drops them when their holder dies, so a killed trainer never blocks the next.
+round takes ``round.lock`` itself (``compilot.round_lock``). The kernel drops both locks when
+their holder dies, so a killed trainer never blocks the next.
 """
 
 from __future__ import annotations
