@@ -97,8 +97,7 @@ class Selection:
     """Only requests in this LSP language id."""
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        kind_named(self.kind)
 
 
 def parse_since(value: str) -> float:

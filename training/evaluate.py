@@ -296,7 +296,9 @@ def run_benchmark(settings: Settings, run: BenchmarkRun, *,
     registry = Registry(home.adapters)
     version = registry.current() if run.adapter == "current" else run.adapter
     try:
-        adapter = registry.gguf(registry.info(version).version) if version != BASE else None
+        if version != BASE:
+            registry.info(version)  # RegistryError for a version that is not there
+        adapter = registry.gguf(version)
         tasks = problems_of(run.benchmark, run.limit)
     except (RegistryError, OSError) as exc:
         raise ValueError(str(exc)) from exc
