@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+import threading
 from datetime import date, datetime
 from datetime import time as dtime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from lsprotocol import types
+from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 
 from compilot import __version__, pointer, round_lock
@@ -20,6 +23,7 @@ from compilot.feedback.store import Store, StoreError
 from compilot.feedback.watcher import Watcher
 from compilot.models import resolve_model_path
 from compilot.paths import DataDir
+from compilot.server import framing
 from compilot.server.completion import Answer, CompletionService, uri_path
 from compilot.server.positions import offset_at, word_before
 
@@ -52,6 +56,26 @@ class CompilotServer(LanguageServer):
         """The adapters folder whose `current` pointer the server follows."""
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
+
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """Serve over stdio with a reader that resynchronises after a bad frame (pygls' own
+        goes deaf for good: ``compilot.server.framing``)."""
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        source = stdin or sys.stdin.buffer
+        try:
+            raw: BinaryIO = open(source.fileno(), "rb", buffering=0, closefd=False)  # noqa: SIM115
+        except (OSError, AttributeError, ValueError):
+            raw = source  # not a file (tests): read it as it is
+        reader = framing.FrameReader(raw)
+        try:
+            asyncio.run(framing.serve(reader, self.protocol, self._stop_event))
+        except BrokenPipeError:
+            log.error("the client closed the connection; shutting down")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
 
     def tell(self, message: str, kind: types.MessageType = types.MessageType.Error) -> None:
         """Show ``message`` to the user, from any thread."""
