@@ -20,7 +20,7 @@ from compilot.feedback.blame import Blame, blame
 from compilot.feedback.compilers import available
 from compilot.feedback.diagnostics import Stage
 from compilot.feedback.records import Trigger
-from compilot.feedback.store import Store
+from compilot.feedback.store import EventLog
 from compilot.feedback.tracker import CHECKPOINTS, Region, apply_edit, find_inserted, remap
 from compilot.feedback.tracker import survival as survival_share
 from compilot.settings import CheckSettings
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class Monitor:
     """Follows accepted completions per document; thread-safe."""
 
-    def __init__(self, store: Store | None, checks: CheckSettings, *,
+    def __init__(self, store: EventLog | None, checks: CheckSettings, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.checks = checks

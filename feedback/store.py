@@ -6,6 +6,8 @@ same time and a crash loses at most the event in flight. Text is redacted before
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import sqlite3
@@ -13,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from compilot.feedback.blame import Blame
 from compilot.feedback.diagnostics import FAILING, CheckStatus, Stage
@@ -96,6 +98,21 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX revisions_candidate ON revisions(candidate_id);
     """,
+    # 3: one outcome per candidate (issue 12): a candidate is shown once and accepted or
+    # rejected once, the first of the two standing (repeats written before are dropped); and
+    # an index for the questions asked by time (today's rates, what is new since a round).
+    """
+    DELETE FROM events WHERE kind IN ('accepted', 'rejected') AND id NOT IN (
+        SELECT min(id) FROM events WHERE kind IN ('accepted', 'rejected')
+        GROUP BY candidate_id);
+    DELETE FROM events WHERE kind = 'shown' AND id NOT IN (
+        SELECT min(id) FROM events WHERE kind = 'shown' GROUP BY candidate_id);
+    CREATE UNIQUE INDEX events_outcome ON events(candidate_id)
+        WHERE kind IN ('accepted', 'rejected');
+    CREATE UNIQUE INDEX events_shown ON events(candidate_id) WHERE kind = 'shown';
+    CREATE INDEX requests_created ON requests(created_at);
+    CREATE INDEX checks_created ON checks(created_at);
+    """,
 ]
 
 _FAILING_SQL = ", ".join(f"'{status}'" for status in sorted(FAILING))
@@ -131,70 +148,183 @@ ORDER BY r.language, r.adapter
 """
 
 
+class EventLog(Protocol):
+    """What the server and the monitor write and read: ``Store`` (writes made on the calling
+    thread) and ``QueuedStore`` (writes queued to a thread of their own) both are one."""
+
+    path: Path
+
+    def record_request(self, request: Request, candidates: Sequence[Candidate]) -> None:
+        """Write a request with its ranked candidates."""
+
+    def record_event(self, candidate_id: str, kind: EventKind,
+                     accepted_length: int | None = None) -> bool:
+        """Write an event of a candidate; False when unknown or a repeat."""
+
+    def record_check(self, candidate_id: str, verdict: Blame, trigger: Trigger) -> None:
+        """Write a syntax or compile check of a candidate."""
+
+    def record_survival(self, candidate_id: str, *, at: str, share: float,
+                        text: str) -> None:
+        """Write how much of an accepted candidate is left."""
+
+    def record_revision(self, candidate_id: str, *, broken: str, fixed: str,
+                        status: CheckStatus) -> None:
+        """Write a user's repair of a candidate."""
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table."""
+        raise NotImplementedError
+
+    def summary(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """Rates per language and adapter."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the database."""
+
+
 class StoreError(RuntimeError):
-    """The event database could not be used; the message names the file."""
+    """The event database could not be used; the message names the file and why."""
+
+
+class StoreDamaged(StoreError):
+    """The file is not a sound SQLite database (``PRAGMA quick_check`` failed, or SQLite
+    reports it corrupt or not a database)."""
+
+
+class StoreBusy(StoreError):
+    """Another process holds the database locked; it is sound and will be free again."""
+
+
+class StoreReadOnly(StoreError):
+    """The database or its folder cannot be written (a read-only mount, permissions)."""
+
+
+class StoreFull(StoreError):
+    """The disk (or the user's quota) is full."""
+
+
+_DAMAGE = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+_BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+_READ_ONLY = {"SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH"}
+_FULL = {"SQLITE_FULL"}
+
+
+def classify(exc: BaseException, path: Path) -> StoreError:
+    """The StoreError that ``exc`` (from SQLite or the OS) means for the database ``path``."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        name = (getattr(exc, "sqlite_errorname", "") or "").split("_", 2)
+        base = "_".join(name[:2])
+        kind: type[StoreError] = (StoreDamaged if base in _DAMAGE else
+                                  StoreBusy if base in _BUSY else
+                                  StoreReadOnly if base in _READ_ONLY else
+                                  StoreFull if base in _FULL else StoreError)
+        what = {StoreDamaged: "is damaged", StoreBusy: "is locked by another process",
+                StoreReadOnly: "cannot be written", StoreFull: "cannot grow: the disk is full",
+                StoreError: "failed"}[kind]
+        return kind(f"event database {path} {what} ({exc})")
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StoreFull(f"event database {path} cannot be created: the disk is full "
+                             f"({exc.strerror})")
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return StoreReadOnly(f"event database {path} cannot be written ({exc.strerror})")
+    return StoreError(f"event database {path}: {exc}")
+
+
+def move_aside(path: Path, why: StoreError) -> Path:
+    """Keep a damaged database (and its WAL) beside the path, for a new one to start there:
+    nothing is deleted. The name it got."""
+    aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+    try:
+        path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                side.rename(aside.with_name(aside.name + suffix))
+    except OSError as exc:
+        raise StoreDamaged(f"{why}, and it could not be moved aside ({exc})") from why
+    return aside
 
 
 class Store:
-    """A thread-safe handle on the event database."""
+    """A thread-safe handle on the event database; every write is one transaction, made on
+    the calling thread (the server queues its writes through a ``QueuedStore`` instead)."""
 
-    def __init__(self, path: Path, *, recover: bool = False) -> None:
+    def __init__(self, path: Path, *, recover: bool = False, busy_s: float = 10.0,
+                 read_only: bool = False) -> None:
         self.path = path
         self.recovered_from: Path | None = None
+        self.busy_s = busy_s
         self._lock = threading.Lock()
-        self._db = self._open(path, recover)
+        self._db = self._open_read_only(path) if read_only else self._open(path, recover)
+
+    def _open_read_only(self, path: Path) -> sqlite3.Connection:
+        """A connection for reads only, to a database another connection opened and checked
+        (in WAL mode its reads never wait for that one's writes)."""
+        try:
+            db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
+                                 check_same_thread=False, timeout=self.busy_s,
+                                 isolation_level=None)
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_s * 1000)}")
+        except sqlite3.Error as exc:
+            raise classify(exc, path) from exc
+        return db
 
     @classmethod
-    def in_dir(cls, data: DataDir, *, recover: bool = False) -> Store:
+    def in_dir(cls, data: DataDir, *, recover: bool = False, busy_s: float = 10.0) -> Store:
         """The store of the data dir ``data`` (created, owner-only, when missing).
 
-        A damaged database raises StoreError naming the file; with ``recover`` (the server,
-        which must keep working) it is moved aside, kept, and a new one started.
+        A damaged database raises StoreDamaged naming the file; with ``recover`` (the server,
+        which must keep working) it is moved aside, kept, and a new one started. A database
+        that is locked, read-only or on a full disk is never taken for a damaged one: those
+        raise StoreBusy, StoreReadOnly and StoreFull.
         """
-        data.create()
-        return cls(data.events_db, recover=recover)
+        try:
+            data.create()
+        except OSError as exc:
+            raise classify(exc, data.events_db) from exc
+        return cls(data.events_db, recover=recover, busy_s=busy_s)
 
     def _open(self, path: Path, recover: bool) -> sqlite3.Connection:
         try:
             return self._connect(path)
-        except sqlite3.DatabaseError as exc:
+        except StoreDamaged as exc:
             if not recover:
-                raise StoreError(f"event database {path} is damaged ({exc}); move it aside "
-                                 "or restore it from a backup") from exc
-            # A damaged file is kept beside the new one, never deleted: nothing is lost.
-            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
-            try:
-                path.rename(aside)
-                for suffix in ("-wal", "-shm"):
-                    side = path.with_name(path.name + suffix)
-                    if side.exists():
-                        side.rename(aside.with_name(aside.name + suffix))
-            except OSError as move_exc:
-                raise StoreError(f"event database {path} is damaged ({exc}) and could not "
-                                 f"be moved aside ({move_exc})") from exc
-            self.recovered_from = aside
+                raise StoreDamaged(f"{exc}; move it aside or restore it from a backup") from exc
+            self.recovered_from = move_aside(path, exc)
             return self._connect(path)
 
     def _connect(self, path: Path) -> sqlite3.Connection:
-        new = not path.exists()
-        if new:
-            # Created owner-only before SQLite writes a byte of it.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        db = sqlite3.connect(path, check_same_thread=False, timeout=10.0, isolation_level=None)
         try:
-            db.execute("PRAGMA busy_timeout = 10000")
+            if not path.exists():
+                # Created owner-only before SQLite writes a byte of it.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            db = sqlite3.connect(path, check_same_thread=False, timeout=self.busy_s,
+                                 isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise classify(exc, path) from exc
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_s * 1000)}")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
-                raise sqlite3.DatabaseError(f"journal_mode is {mode}, not wal")
+                raise StoreError(f"event database {path}: journal_mode is {mode}, not wal")
+            problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                raise StoreDamaged(f"event database {path} is damaged (quick_check: "
+                                   f"{'; '.join(problems)})")
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
             self._migrate(db)
-        except sqlite3.DatabaseError:
+        except (sqlite3.Error, StoreError) as exc:
             db.close()
-            raise
+            raise classify(exc, path) from exc
         for suffix in ("", "-wal", "-shm"):
             side = Path(str(path) + suffix)
-            if side.exists():
+            with contextlib.suppress(OSError):
                 side.chmod(0o600)
         return db
 
@@ -223,15 +353,34 @@ class Store:
         with self._lock:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
-    def _write(self, statements: Iterable[tuple[str, Sequence[object]]]) -> None:
+    def integrity(self) -> list[str]:
+        """``PRAGMA integrity_check``'s findings (a full check, unlike the quick one at open):
+        empty when the database is sound."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
+                rows = [row[0] for row in self._db.execute("PRAGMA integrity_check(20)")]
+            except sqlite3.DatabaseError as exc:
+                return [str(exc)]
+        return [] if rows == ["ok"] else rows
+
+    def _write(self, statements: Iterable[tuple[str, Sequence[object]]]) -> int:
+        """Run ``statements`` in one transaction; the rows the last one changed."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise classify(exc, self.path) from exc
+            try:
+                changed = 0
                 for sql, args in statements:
-                    self._db.execute(sql, args)
+                    changed = self._db.execute(sql, args).rowcount
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                return changed
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise classify(exc, self.path) from exc
                 raise
 
     def record_request(self, request: Request, candidates: Sequence[Candidate]) -> None:
@@ -257,22 +406,17 @@ class Store:
 
     def record_event(self, candidate_id: str, kind: EventKind,
                      accepted_length: int | None = None) -> bool:
-        """Record ``kind`` for a candidate; False when the candidate is unknown."""
+        """Record ``kind`` for a candidate; False when the candidate is unknown, or when the
+        event would repeat one it has (it is shown once, and accepted or rejected once: the
+        first of the two stands)."""
         if kind not in tuple(EventKind):
             raise ValueError(f"unknown event kind {kind!r}; expected one of "
                              f"{', '.join(EventKind)}")
-        with self._lock:
-            known = self._db.execute(
-                "SELECT 1 FROM candidates WHERE id = ?", (candidate_id,)
-            ).fetchone()
-        if not known:
-            return False
-        self._write([(
-            "INSERT INTO events (candidate_id, kind, accepted_length, created_at) "
-            "VALUES (?,?,?,?)",
-            (candidate_id, kind, accepted_length, time.time()),
-        )])
-        return True
+        return self._write([(
+            "INSERT OR IGNORE INTO events (candidate_id, kind, accepted_length, created_at) "
+            "SELECT ?,?,?,? WHERE EXISTS (SELECT 1 FROM candidates WHERE id = ?)",
+            (candidate_id, kind, accepted_length, time.time(), candidate_id),
+        )]) > 0
 
     def record_check(self, candidate_id: str, verdict: Blame, trigger: Trigger) -> None:
         """A syntax or compile check of a candidate in its file (diagnostics redacted)."""
@@ -304,9 +448,12 @@ class Store:
     def query(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
         """Read rows (for the CLI, reports and tests)."""
         with self._lock:
-            cursor = self._db.execute(sql, args)
-            cursor.row_factory = sqlite3.Row
-            return cursor.fetchall()
+            try:
+                cursor = self._db.execute(sql, args)
+                cursor.row_factory = sqlite3.Row
+                return cursor.fetchall()
+            except sqlite3.Error as exc:
+                raise classify(exc, self.path) from exc
 
     def counts(self) -> dict[str, int]:
         """Rows per table and accepted/rejected events."""

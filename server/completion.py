@@ -27,7 +27,7 @@ from compilot.feedback.records import (
     identified,
     new_id,
 )
-from compilot.feedback.store import Store
+from compilot.feedback.store import EventLog
 from compilot.languages import Language, language_for
 from compilot.models import ModelNotFound, resolve_model_path
 from compilot.pointer import BASE
@@ -179,7 +179,7 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
 class CompletionService:
     """Owns the engine (through the worker), the caches and the event log."""
 
-    def __init__(self, settings: Settings, store: Store | None,
+    def __init__(self, settings: Settings, store: EventLog | None,
                  on_error: Callable[[str], None] = lambda _m: None) -> None:
         self.settings = settings
         self.store = store

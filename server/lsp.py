@@ -18,8 +18,9 @@ from pygls.lsp.server import LanguageServer
 from compilot import __version__, pointer, round_lock
 from compilot import settings as settings_mod
 from compilot.feedback.monitor import Monitor
+from compilot.feedback.queued_store import QueuedStore
 from compilot.feedback.records import EventKind
-from compilot.feedback.store import Store, StoreError
+from compilot.feedback.store import StoreError
 from compilot.feedback.watcher import Watcher
 from compilot.models import resolve_model_path
 from compilot.paths import DataDir
@@ -91,17 +92,13 @@ class CompilotServer(LanguageServer):
         return DataDir.of(self.settings)
 
     def start_service(self) -> CompletionService:
-        """Open the store and load the model (on the worker thread)."""
+        """Start the store's writer and load the model (both on threads of their own)."""
         store = None
         if self.settings.logging.enabled:
-            try:
-                store = Store.in_dir(self.data, recover=True)
-                if store.recovered_from is not None:
-                    self.tell(f"compilot: the event database was damaged; it was kept as "
-                              f"{store.recovered_from} and a new one started at {store.path}",
-                              types.MessageType.Warning)
-            except (StoreError, OSError) as exc:
-                self.tell(f"compilot: events are not recorded: {exc}")
+            # Opened on the writer's thread: a locked, full or read-only store, or a damaged
+            # one (moved aside), is told to the user from there, and completions go on.
+            store = QueuedStore(self.data, recover=True,
+                                on_error=lambda m: self.tell(m, types.MessageType.Warning))
         self.service = CompletionService(self.settings, store, on_error=self.tell)
         self.service.load()
         self.monitor = Monitor(store, self.settings.checks)
@@ -348,22 +345,34 @@ def partially_accepted(ls: CompilotServer, *args: Any) -> bool:
 
 
 @server.command(STATUS)
-def status(ls: CompilotServer, *args: Any) -> dict[str, Any]:
+async def status(ls: CompilotServer, *args: Any) -> dict[str, Any]:
     """What an editor's status item shows: the serving adapter, today's accept and compile
-    rates, whether a training round runs, and the latest report."""
+    rates, whether a training round runs, and the latest report (read off the event loop)."""
+    return await asyncio.get_running_loop().run_in_executor(None, _status, ls)
+
+
+def _status(ls: CompilotServer) -> dict[str, Any]:
     data = ls.data
     service = ls.service
     midnight = datetime.combine(date.today(), dtime()).timestamp()
-    rows = service.store.summary(midnight) if service and service.store else []
+    store_error = None
+    try:
+        rows = service.store.summary(midnight) if service and service.store else []
+    except StoreError as exc:
+        rows, store_error = [], str(exc)
     shown, accepted, checked, compiled = (
         sum(int(r[key] or 0) for r in rows)
         for key in ("shown", "accepted", "accepted_checked", "accepted_compiled"))
-    reports = sorted(data.reports.glob("*.html"), key=lambda p: p.stat().st_mtime)
+    try:
+        reports = sorted(data.reports.glob("*.html"), key=lambda p: p.stat().st_mtime)
+    except OSError:
+        reports = []
     return {
         "version": __version__,
         "adapter": service.adapter if service else None,
         "model": str(service.engine.path) if service and service.engine else _model_path(ls),
         "error": service.engine_error if service else "the server has not started yet",
+        "store": store_error,
         "today": {"shown": shown, "accepted": accepted,
                   "acceptRate": round(accepted / shown, 4) if shown else None,
                   "checked": checked, "compiled": compiled,
@@ -398,9 +407,14 @@ def train_now(ls: CompilotServer, *args: Any) -> dict[str, Any]:
 
 @server.command(SETTLE)
 async def settle(ls: CompilotServer, *args: Any) -> bool:
-    """Wait until queued checks have run (tests and the demo use it to read the store)."""
+    """Wait until queued checks have run and queued writes are in the store (tests and the
+    demo use it before they read the store); False if the writes are not done in 30 s."""
+    loop = asyncio.get_running_loop()
     if ls.monitor is not None:
-        await asyncio.get_running_loop().run_in_executor(None, ls.monitor.wait)
+        await loop.run_in_executor(None, ls.monitor.wait)
+    store = ls.service.store if ls.service is not None else None
+    if isinstance(store, QueuedStore):
+        return await loop.run_in_executor(None, store.flush, 30.0)
     return True
 
 

@@ -76,6 +76,11 @@ async def command(client: LanguageClient, name: str, *args: Any) -> Any:
         types.ExecuteCommandParams(command=name, arguments=list(args))), TIMEOUT)
 
 
+async def settle(client: LanguageClient) -> None:
+    """Wait until the server's queued checks and writes are done (before reading its store)."""
+    assert await command(client, "compilot.settle") is True
+
+
 def query(data_dir: Path, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
     """Read the server's event store from the test process (WAL allows it)."""
     db = sqlite3.connect(data_dir / "events.db")

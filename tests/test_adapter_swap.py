@@ -23,6 +23,7 @@ from tests.lsp_helpers import (
     open_document,
     query,
     server_config,
+    settle,
 )
 
 pytestmark = pytest.mark.asyncio
@@ -62,6 +63,7 @@ async def test_promoted_adapter_is_swapped_in_live(client: LanguageClient) -> No
 
     after = open_document(client, TEXT + "\n")
     assert await inline(client, after, end_of(TEXT))
+    await settle(client)
     adapters = {row["uri"]: row["adapter"] for row in query(
         DATA_DIR, "SELECT uri, adapter FROM requests WHERE uri IN (?, ?)", (first, after))}
     assert adapters == {first: "base", after: "v1"}

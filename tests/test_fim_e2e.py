@@ -26,6 +26,7 @@ from tests.lsp_helpers import (
     open_document,
     query,
     server_config,
+    settle,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -86,6 +87,7 @@ async def test_a_users_fix_of_a_broken_completion_is_a_revision(client: Language
     assert await command(client, items[0].command.command, *items[0].command.arguments)
     await command(client, "compilot.settle")
     cid = items[0].command.arguments[0]
+    await settle(client)
     checks = query(DATA_DIR, "SELECT stage, status, introduced, trigger FROM checks "
                    "WHERE candidate_id = ? ORDER BY id", (cid,))
     assert [(c["stage"], c["status"], c["introduced"]) for c in checks] == [
@@ -100,10 +102,12 @@ async def test_a_users_fix_of_a_broken_completion_is_a_revision(client: Language
     client.text_document_did_save(types.DidSaveTextDocumentParams(
         text_document=types.TextDocumentIdentifier(uri=uri)))
     await command(client, "compilot.settle")
+    await settle(client)
     revisions = query(DATA_DIR, "SELECT broken, fixed, status FROM revisions "
                       "WHERE candidate_id = ?", (cid,))
     assert [(r["broken"], r["fixed"], r["status"]) for r in revisions] == [
         (broken, " a", "ok")]
+    await settle(client)
     saved = query(DATA_DIR, "SELECT at, share FROM survival WHERE candidate_id = ?", (cid,))
     assert [s["at"] for s in saved] == ["save"] and saved[0]["share"] < 0.5
 

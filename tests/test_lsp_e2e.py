@@ -24,6 +24,7 @@ from tests.lsp_helpers import (
     open_document,
     query,
     server_config,
+    settle,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -52,6 +53,7 @@ async def test_inline_completion_is_ranked_and_parses(client: LanguageClient) ->
         assert item.range == types.Range(start=end_of(ADD), end=end_of(ADD))
     # The top item spliced into the file gives valid Python: cut and ranked, not raw.
     ast.parse(ADD + items[0].insert_text + TAIL)
+    await settle(client)
     rows = query(DATA_DIR, "SELECT c.parsed, c.rank FROM candidates c JOIN requests r "
                  "ON r.id = c.request_id WHERE r.uri = ? AND c.shown ORDER BY c.rank", (uri,))
     assert [r["parsed"] for r in rows][0] == 1
@@ -68,8 +70,10 @@ async def test_accept_is_recorded(client: LanguageClient) -> None:
     assert top.command is not None
     assert await command(client, top.command.command, *top.command.arguments) is True
     cid = top.command.arguments[0]
+    await settle(client)
     events = query(DATA_DIR, "SELECT kind FROM events WHERE candidate_id = ?", (cid,))
     assert [e["kind"] for e in events] == ["accepted"]
+    await settle(client)
     request = query(DATA_DIR, "SELECT r.* FROM requests r JOIN candidates c "
                     "ON c.request_id = r.id WHERE c.id = ?", (cid,))[0]
     assert (request["uri"], request["language"], request["adapter"]) == (uri, "python", "base")
@@ -92,12 +96,14 @@ async def test_copilot_notifications_are_recorded(client: LanguageClient) -> Non
                            {"item": item, "acceptedLength": 2})
     cid = items[0].command.arguments[0]
     for _ in range(100):
+        await settle(client)
         kinds = [e["kind"] for e in query(
             DATA_DIR, "SELECT kind FROM events WHERE candidate_id = ? ORDER BY id", (cid,))]
         if len(kinds) == 2:
             break
         await asyncio.sleep(0.05)
     assert kinds == ["shown", "partial"]
+    await settle(client)
     length = query(DATA_DIR, "SELECT accepted_length FROM events WHERE kind = 'partial' "
                    "AND candidate_id = ?", (cid,))[0][0]
     assert length == 2
@@ -163,6 +169,7 @@ async def test_fence_ends_the_completion(client: LanguageClient) -> None:
     uri = open_document(client, text + "\n")
     items = await inline(client, uri, end_of(text))
     assert items
+    await settle(client)
     rows = query(DATA_DIR, "SELECT c.text, c.raw FROM candidates c JOIN requests r "
                  "ON r.id = c.request_id WHERE r.uri = ? ORDER BY c.rank", (uri,))
     fenced = [r for r in rows if "```" in r["raw"]]
@@ -215,6 +222,7 @@ async def test_huge_and_binary_documents_stay_bounded(client: LanguageClient) ->
     )
     assert all(isinstance(r, list) for r in results)
     assert results[2], "a small document got nothing while a huge one was open"
+    await settle(client)
     rows = query(DATA_DIR, "SELECT length(prefix) AS n FROM requests WHERE uri = ?",
                  (huge_uri,))
     assert rows and rows[0]["n"] <= 3000
@@ -250,6 +258,7 @@ async def test_did_change_configuration_applies(client: LanguageClient) -> None:
     text = 'def negate(x):\n    """Return minus x."""\n    '
     uri = open_document(client, text + "\n")
     await inline(client, uri, end_of(text))
+    await settle(client)
     rows = query(DATA_DIR, "SELECT c.tokens FROM candidates c JOIN requests r "
                  "ON r.id = c.request_id WHERE r.uri = ?", (uri,))
     assert len(rows) == 1 and rows[0]["tokens"] <= 8
@@ -282,6 +291,7 @@ async def test_status_counts_today_and_partial_accepts(client: LanguageClient) -
     assert today["accepted"] == then["accepted"] + 1
     assert today["checked"] == then["checked"] + 1
     assert 0.0 < today["acceptRate"] <= 1.0
+    await settle(client)
     partial = query(DATA_DIR, "SELECT accepted_length FROM events WHERE candidate_id = ? "
                     "AND kind = 'partial'", (first,))
     assert [r["accepted_length"] for r in partial] == [3]

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from compilot import settings as settings_mod
 from compilot.cli.app import app, share
-from compilot.feedback.store import Store
+from compilot.feedback.store import Store, StoreDamaged
 from compilot.paths import DataDir
 
 
@@ -21,12 +21,19 @@ from compilot.paths import DataDir
 def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Acceptance, parse, compile and survival rates by language and adapter version."""
+    """Acceptance, parse, compile and survival rates by language and adapter version, after
+    a full integrity check of the event database (exit 2 naming the file if it is damaged)."""
     settings, _ = settings_mod.load()
     store = Store.in_dir(DataDir.of(settings))
+    damage = store.integrity()
+    if damage:
+        raise StoreDamaged(f"event database {store.path} is damaged (integrity_check: "
+                           f"{'; '.join(damage[:5])}); move it aside or restore it from a "
+                           "backup (the server moves it aside itself when it next starts)")
     rows = store.summary()
     if as_json:
-        print(json.dumps({"path": str(store.path), "counts": store.counts(), "by": rows}))
+        print(json.dumps({"path": str(store.path), "integrity": "ok",
+                          "counts": store.counts(), "by": rows}))
         return
     table = Table(title=f"compilot ({store.path})")
     for column in ("language", "adapter", "shown", "accepted", "acceptance",
