@@ -7,6 +7,7 @@ the adapters folder with its ``current`` pointer, the round lock, the trainer's 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,10 @@ class DataDir:
         return self.root / "round.lock"
 
     def create(self) -> Path:
-        """Make the data dir (owner-only) when it is missing; its root."""
+        """Make the data dir owner-only (created so when missing; an existing one of ours
+        that others can read or write is tightened to 0700); its root."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = self.root.stat()
+        if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
+            self.root.chmod(0o700)
         return self.root

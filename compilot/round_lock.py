@@ -98,7 +98,8 @@ def start_round(data: DataDir, settings: Settings) -> int:
     env = {**os.environ, SETTINGS_ENV: json.dumps(as_dict(settings)),
            DATA_DIR_ENV: str(data.root)}
     nice = settings.trainer.nice
-    with open(data.trainer_log, "ab") as out:
+    with os.fdopen(os.open(data.trainer_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
+                   "ab") as out:
         out.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} round started on request\n".encode())
         out.flush()
         child = subprocess.Popen(round_command(), stdin=subprocess.DEVNULL, stdout=out,

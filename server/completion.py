@@ -31,6 +31,7 @@ from compilot.feedback.store import EventLog
 from compilot.languages import Language, language_for
 from compilot.models import ModelNotFound, resolve_model_path
 from compilot.pointer import BASE
+from compilot.thread_budget import ThreadBudget
 from compilot.server import engine as engine_mod
 from compilot.server.engine import Cancelled, Engine, ModelLoadError, Sampling
 from compilot.server.postprocess import cut, should_stop
@@ -180,9 +181,12 @@ class CompletionService:
     """Owns the engine (through the worker), the caches and the event log."""
 
     def __init__(self, settings: Settings, store: EventLog | None,
-                 on_error: Callable[[str], None] = lambda _m: None) -> None:
+                 on_error: Callable[[str], None] = lambda _m: None, *,
+                 threads: ThreadBudget | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.threads = threads
+        """The machine's cores shared with other servers (None: as ``model.n_threads``)."""
         self.on_error = on_error
         self.scheduler = Scheduler()
         self.engine: Engine | None = None
@@ -269,6 +273,8 @@ class CompletionService:
         """Model work, on the worker thread."""
         if self.engine is None:
             return []
+        if self.threads is not None:
+            self.engine.set_threads(self.threads.threads())
         if len(document) <= MAX_FULL_PARSE_BYTES:
             before, after = document[:offset], document[offset:]
         else:
@@ -388,6 +394,7 @@ class CompletionService:
             "service": asdict(self.counters),
             "scheduler": asdict(self.scheduler.counters),
             "engine": self.engine.counters.as_dict() if self.engine else None,
+            "threads": self.engine.n_threads if self.engine else None,
             "model": str(self.engine.path) if self.engine else None,
             "fim": self.engine.fim is not None if self.engine else None,
             "adapter": self.adapter,

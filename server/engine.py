@@ -121,10 +121,11 @@ class Engine:
 
         self._llama_cpp = llama_cpp
         _check_gguf(path)
+        self.n_threads = model.n_threads or os.cpu_count() or 1
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(path), n_ctx=n_ctx, n_batch=n_batch,
-                n_threads=model.n_threads or os.cpu_count() or 1, logits_all=False, verbose=False,
+                n_threads=self.n_threads, logits_all=False, verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {path}: {exc}") from exc
@@ -143,6 +144,13 @@ class Engine:
         self._allowed_cache: dict[str, np.ndarray] = {}
         self._adapter: Any = None  # llama_adapter_lora_p of the adapter being applied
         self.adapter_path: Path | None = None
+
+    def set_threads(self, n: int) -> None:
+        """Use ``n`` CPU threads from the next evaluation on (on the worker, between
+        requests)."""
+        if n != self.n_threads:
+            self._llama_cpp.llama_set_n_threads(self.llm._ctx.ctx, n, n)
+            self.n_threads = n
 
     def _fim_tokens(self) -> FimTokens | None:
         cpp = self._llama_cpp

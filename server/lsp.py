@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 import threading
+from dataclasses import replace
 from datetime import date, datetime
 from datetime import time as dtime
 from pathlib import Path
@@ -27,6 +28,7 @@ from compilot.paths import DataDir
 from compilot.server import framing
 from compilot.server.completion import Answer, CompletionService, uri_path
 from compilot.server.positions import offset_at, word_before
+from compilot.thread_budget import ThreadBudget
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ class CompilotServer(LanguageServer):
         self.monitor: Monitor | None = None
         self.watcher: Watcher | None = None
         self.adapters: Path | None = None
+        self.budget: ThreadBudget | None = None
+        self._data: DataDir | None = None
         """The adapters folder whose `current` pointer the server follows."""
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -88,18 +92,23 @@ class CompilotServer(LanguageServer):
 
     @property
     def data(self) -> DataDir:
-        """The data dir of the current settings."""
-        return DataDir.of(self.settings)
+        """The data dir of this session: the settings' when the service started (a change
+        later takes effect at the next start; the store, the pointer, the locks and the
+        reports stay in one place for the whole session)."""
+        return self._data if self._data is not None else DataDir.of(self.settings)
 
     def start_service(self) -> CompletionService:
         """Start the store's writer and load the model (both on threads of their own)."""
+        self._data = DataDir.of(self.settings)
         store = None
         if self.settings.logging.enabled:
             # Opened on the writer's thread: a locked, full or read-only store, or a damaged
             # one (moved aside), is told to the user from there, and completions go on.
             store = QueuedStore(self.data, recover=True,
                                 on_error=lambda m: self.tell(m, types.MessageType.Warning))
-        self.service = CompletionService(self.settings, store, on_error=self.tell)
+        self.budget = ThreadBudget(self.settings.model.n_threads)
+        self.service = CompletionService(self.settings, store, on_error=self.tell,
+                                         threads=self.budget)
         self.service.load()
         self.monitor = Monitor(store, self.settings.checks)
         try:
@@ -174,10 +183,16 @@ def did_change_configuration(ls: CompilotServer,
     options = _options(params.settings)
     if not options:
         return
-    ls.settings, problems = settings_mod.load(options, base=ls.settings)
+    previous = ls.settings
+    ls.settings, problems = settings_mod.load(options, base=previous)
     for problem in problems:
         ls.tell(f"compilot settings: {problem} (kept the previous value)",
                 types.MessageType.Warning)
+    if ls.service is not None and DataDir.of(ls.settings).root != ls.data.root:
+        ls.tell(f"compilot settings: dataDir {DataDir.of(ls.settings).root} takes effect when "
+                f"the server restarts; this session keeps {ls.data.root}",
+                types.MessageType.Warning)
+        ls.settings = replace(ls.settings, data_dir=previous.data_dir)
     if ls.service is not None:
         ls.service.reconfigure(ls.settings)
 
@@ -464,3 +479,6 @@ def shutdown(ls: CompilotServer, params: None) -> None:
     if ls.service is not None:
         ls.service.close()
         ls.service = None
+    if ls.budget is not None:
+        ls.budget.close()
+        ls.budget = None

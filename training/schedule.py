@@ -90,6 +90,7 @@ def write_state(data: DataDir, state: dict[str, object]) -> None:
 def file_logging(data: DataDir) -> Path:
     """Send this process's logs to ``trainer.log`` in the data dir (rotated at 5 MB)."""
     path = data.trainer_log
+    os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))  # owner-only
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=5 << 20, backupCount=3)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)

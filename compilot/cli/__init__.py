@@ -7,6 +7,8 @@ evaluation).
 
 from __future__ import annotations
 
+import os
+
 from compilot.cli import data, serve, training
 from compilot.cli.app import app, err
 from compilot.feedback.store import StoreError
@@ -16,7 +18,12 @@ _COMMANDS = (data, serve, training)  # imported for the commands they register
 
 
 def main() -> None:
-    """Run the command line; a damaged event store is an error naming the file (exit 2)."""
+    """Run the command line; a damaged event store is an error naming the file (exit 2).
+
+    Everything compilot writes (the store, logs, adapters, reports, exports) holds the user's
+    code: it is created owner-only (umask 077) whatever the shell's umask.
+    """
+    os.umask(0o077)
     try:
         app()
     except StoreError as exc:
