@@ -108,8 +108,20 @@ class LoggingSettings:
 
     enabled: bool = True
     """Record requests, candidates and accept/reject events."""
-    ignore: list[str] = field(default_factory=list)
-    """Glob patterns of file paths that are never recorded."""
+    ignore: list[str] = field(default_factory=lambda: [
+        ".env", ".env.*", "*.env", ".envrc",  # dotenv and direnv files
+        "*.pem", "*.key", "*.p8", "*.p12", "*.pfx", "*.ppk", "*.jks", "*.keystore",
+        "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", ".ssh/", ".gnupg/",
+        ".aws/", ".docker/config.json", ".kube/config",
+        ".netrc", "_netrc", ".pgpass", ".npmrc", ".pypirc", ".git-credentials", ".htpasswd",
+        "credentials", "credentials.*", "client_secret*.json", "service-account*.json",
+        "secrets.*", "*.tfvars", "*.tfstate", "*.tfstate.*",
+    ])
+    """Files that are never recorded: gitignore patterns (``!`` re-includes), matched below
+    every folder of a file's path (``secrets/*`` ignores ``~/proj/secrets/x.py``); symlinks
+    are followed. The default lists files that hold secrets: dotenv files, keys and
+    certificates, SSH/GnuPG/AWS folders, credential files of netrc, PostgreSQL, npm, PyPI,
+    git, Docker and Kubernetes, Terraform variables and state. Setting it replaces the list."""
 
 
 @dataclass(kw_only=True)

@@ -7,8 +7,9 @@ it in handlers.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import logging
+import os
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote, urlparse
+
+from pathspec import GitIgnoreSpec
 
 from compilot.feedback.records import (
     Candidate,
@@ -31,7 +34,6 @@ from compilot.feedback.store import EventLog
 from compilot.languages import Language, language_for
 from compilot.models import ModelNotFound, resolve_model_path
 from compilot.pointer import BASE
-from compilot.thread_budget import ThreadBudget
 from compilot.server import engine as engine_mod
 from compilot.server.engine import Cancelled, Engine, ModelLoadError, Sampling
 from compilot.server.postprocess import cut, should_stop
@@ -39,6 +41,7 @@ from compilot.server.prompt import Window, heal, unheal, window
 from compilot.server.rank import MAX_FULL_PARSE_BYTES, rank
 from compilot.server.scheduler import Scheduler
 from compilot.settings import Settings
+from compilot.thread_budget import ThreadBudget
 
 log = logging.getLogger(__name__)
 
@@ -118,34 +121,80 @@ def uri_path(uri: str) -> str:
     return unquote(parsed.path) if parsed.scheme == "file" else uri
 
 
+def _spec(lines: tuple[str, ...], where: str) -> GitIgnoreSpec:
+    """The gitignore patterns of ``lines`` (pathspec); an invalid one is logged and skipped."""
+    good = []
+    for line in lines:
+        try:
+            GitIgnoreSpec.from_lines([line])
+        except (ValueError, re.error) as exc:
+            log.warning("%s: ignoring the pattern %r (%s)", where, line, exc)
+        else:
+            good.append(line)
+    return GitIgnoreSpec.from_lines(good)
+
+
 @lru_cache(maxsize=256)
-def _ignore_file(folder: Path, mtime: float) -> tuple[str, ...]:
+def _ignore_file(folder: Path, mtime: float) -> GitIgnoreSpec | None:
     try:
-        lines = (folder / IGNORE_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+        text = (folder / IGNORE_FILE).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return ()
-    return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+        return None
+    return _spec(tuple(text.splitlines()), str(folder / IGNORE_FILE))
 
 
-def _ignore_patterns(folder: Path) -> tuple[str, ...]:
-    """The globs of ``folder/.compilotignore`` (re-read when the file changes)."""
+def _ignore_patterns(folder: Path) -> GitIgnoreSpec | None:
+    """The patterns of ``folder/.compilotignore`` (re-read when the file changes)."""
     try:
         mtime = (folder / IGNORE_FILE).stat().st_mtime
     except OSError:
-        return ()
+        return None
     return _ignore_file(folder, mtime)
 
 
-def _matches(path: Path, pattern: str, root: Path | None) -> bool:
-    """gitignore-like: a pattern matches the name, the path below ``root``, or a folder."""
-    pattern = pattern.rstrip("/")
-    candidates = [path.name, str(path)]
-    if root is not None:
-        relative = path.relative_to(root)
-        candidates.append(str(relative))
-        candidates += [str(parent) for parent in relative.parents if str(parent) != "."]
-    return any(fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(c, pattern + "/*")
-               for c in candidates)
+def _folder_ignored(spec: GitIgnoreSpec, relative: str) -> bool:
+    """Whether a folder on the way to ``relative`` is ignored: nothing below it comes back,
+    since git cannot re-include a file whose folder is excluded either (gitignore(5))."""
+    parts = relative.split("/")
+    return any(spec.check_file("/".join(parts[:d]) + "/").include for d in range(1, len(parts)))
+
+
+def _matches(spec: GitIgnoreSpec, relative: str) -> bool | None:
+    """The verdict of git on ``relative`` (a /-separated path below the patterns' folder): True
+    ignored, itself or a folder on the way; False re-included by a ``!`` pattern; None not
+    matched."""
+    return True if _folder_ignored(spec, relative) else spec.check_file(relative).include
+
+
+@lru_cache(maxsize=8)
+def _setting_spec(patterns: tuple[str, ...]) -> GitIgnoreSpec:
+    return _spec(tuple(os.path.expanduser(p) for p in patterns), "logging.ignore")
+
+
+@lru_cache(maxsize=4096)
+def _setting_ignores(patterns: tuple[str, ...], path: Path) -> bool:
+    """Whether the ``logging.ignore`` patterns match ``path``. The workspace root is not known
+    here, so they are matched below every folder of it: ``secrets/*`` matches
+    ``/home/u/proj/secrets/x.py``, ``/anchored.py`` a file of that name in any folder."""
+    spec = _setting_spec(patterns)
+    parts = path.parts[1:] if path.is_absolute() else path.parts
+    return any(_matches(spec, "/".join(parts[i:])) for i in range(len(parts)))
+
+
+def _compilotignored(path: Path) -> bool:
+    """Whether the ``.compilotignore`` files in the folders of ``path`` (absolute) ignore it;
+    each file's patterns are relative to its folder, and a deeper file's verdict wins."""
+    verdict: bool | None = None
+    for folder in reversed(path.parents):
+        spec = _ignore_patterns(folder)
+        if spec is None:
+            continue
+        relative = path.relative_to(folder).as_posix()
+        if _folder_ignored(spec, relative):
+            return True
+        found = spec.check_file(relative).include
+        verdict = verdict if found is None else found
+    return verdict is True
 
 
 def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language,
@@ -354,18 +403,18 @@ class CompletionService:
 
     def _logged(self, uri: str) -> bool:
         """Whether a file's completions may be recorded: logging on, and neither the setting
-        ``logging.ignore`` nor a ``.compilotignore`` in the file's folder or above matches.
+        ``logging.ignore`` nor a ``.compilotignore`` in the file's folder or above matches it
+        (gitignore semantics), under its own path or, through symlinks, its real one.
         """
         if self.store is None or not self.settings.logging.enabled:
             return False
         path = Path(uri_path(uri))
-        if any(_matches(path, pattern, None) for pattern in self.settings.logging.ignore):
-            return False
-        for folder in path.parents:
-            for pattern in _ignore_patterns(folder):
-                if _matches(path, pattern, folder):
-                    return False
-        return True
+        paths = [path]
+        if path.is_absolute():
+            paths.append(Path(os.path.realpath(path)))
+        patterns = tuple(self.settings.logging.ignore)
+        return not any(_setting_ignores(patterns, p) or (p.is_absolute() and _compilotignored(p))
+                       for p in dict.fromkeys(paths))
 
     def _record(self, request: Request, candidates: list[Candidate]) -> None:
         if self.store is None or not self._logged(request.uri):
