@@ -117,9 +117,15 @@ def dataset_card(dataset_dict: DatasetDict, *, fmt: str, made_with: dict[str, An
         lines.append(f"- Made with: {made_with}")
     lines += ["", "## How this data was made", "", inspect.getdoc(ds_mod) or "", "",
               "## Redaction", "",
-              "Secrets (private keys; AWS, GitHub, Slack, OpenAI-style and Google keys; password "
-              "assignments; high-entropy literals) were replaced with `<REDACTED>` when the "
-              "events were recorded and again on export. File paths are not included: `file` "
+              "Secrets were replaced with `<REDACTED>` when the events were recorded and again "
+              "on export: key and token shapes (private keys and PEM bodies; AWS, GitHub, "
+              "Slack, Stripe, Azure, OpenAI-style and Google keys; JWTs; URL and "
+              "connection-string passwords), also half-typed; the values of secret-looking "
+              "names (passwords, tokens, `*_KEY`, `.env`-style `NAME=value` lines) to the end "
+              "of their line; high-entropy literals. Files such as `.env`, `*.pem` and "
+              "`.ssh/` were never recorded (compilot's README, Privacy, lists all). A plain-word "
+              "password or a short random literal under an ordinary name can slip through. "
+              "File paths are not included: `file` "
               "is a SHA-256 prefix of the document URI (a pseudonym, not an anonymisation: a "
               "guessed path can be hashed and compared). Review the data before publishing it.",
               ""]
