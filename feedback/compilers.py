@@ -12,6 +12,7 @@ readers below classify.
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 import re
 import shutil
@@ -99,9 +100,11 @@ def _python(source: str, job: _Job) -> list[Diagnostic]:
 def _read(pattern: re.Pattern[str], done: Completed,
           kind: Callable[[re.Match[str]], CheckStatus | None]) -> list[Diagnostic]:
     """Diagnostics from the lines ``pattern`` matches (groups line, col 1-based, msg), each of
-    the ``kind`` it gives (None: skip); a failed run with none is the tool's failure."""
-    return _or_fail([Diagnostic(int(m["line"]) - 1, int(m["col"]) - 1, m["msg"], k)
-                     for m in pattern.finditer(done.output) if (k := kind(m))], done)
+    the ``kind`` it gives (None: skip), at most KEPT; a failed run with none is the tool's
+    failure."""
+    found = (Diagnostic(int(m["line"]) - 1, int(m["col"]) - 1, m["msg"], k)
+             for m in pattern.finditer(done.output) if (k := kind(m)))
+    return _or_fail(list(itertools.islice(found, KEPT)), done)
 
 
 def _or_fail(found: list[Diagnostic], done: Completed) -> list[Diagnostic]:

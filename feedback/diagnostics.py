@@ -11,6 +11,10 @@ SHOWN = 10
 """Diagnostics a result carries."""
 KEPT = 200
 """Diagnostics kept while checking: blame compares more than the shown ones."""
+MESSAGE_CHARS = 2000
+"""Characters kept of a diagnostic's message: a tool may print a line of any length, and each
+message is stored (issue 12: one 300 MB line made a 300 MB events.db)."""
+_CUT = " ... [cut]"
 
 
 class Stage(StrEnum):
@@ -63,6 +67,10 @@ class Diagnostic:
     column: int
     message: str
     kind: CheckStatus = CheckStatus.ERROR
+
+    def __post_init__(self) -> None:
+        if len(self.message) > MESSAGE_CHARS:  # frozen: set as the generated __init__ does
+            object.__setattr__(self, "message", self.message[:MESSAGE_CHARS - len(_CUT)] + _CUT)
 
     def as_row(self) -> dict[str, object]:
         """The form the store and the CLI keep."""

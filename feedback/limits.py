@@ -5,6 +5,11 @@ files, and where asked a CPU-time cap, a file-size cap and a process-count cap; 
 OOM killer is told to pick the child first. Each child leads a session of its own, so that a
 timeout or the end of a run kills everything it started (compiler drivers fork: gcc runs
 cc1; a test program may fork on purpose), not only the process we launched.
+
+``run_limited`` never waits without a deadline and never holds more than ``OUTPUT_BYTES`` of a
+stream: a tool whose descendant keeps its stdout open (even one that left the session with
+``setsid``) cannot hang the caller, and a tool that prints hundreds of megabytes costs the
+caller the time to read and drop them, not the memory (issue 12, finding 7).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import resource
+import selectors
 import signal
 import subprocess
 import time
@@ -90,6 +96,7 @@ def kill_session(sid: int) -> None:
     """SIGKILL the process group, then whatever else of the session is alive (a child that
     moved to a group of its own). A fork that races with the group kill fails: the kernel
     refuses to fork a process with a fatal signal pending."""
+    pause = 0.001
     for _ in range(50):
         try:
             os.killpg(sid, signal.SIGKILL)
@@ -103,21 +110,163 @@ def kill_session(sid: int) -> None:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        time.sleep(pause)  # a killed process is usually gone within a millisecond
+        pause = min(2 * pause, 0.01)
+
+
+OUTPUT_BYTES = 1 << 20
+"""Bytes kept of each stream of a tool: its first half and its last half (where gcc and javac
+print their error count); what lies between is read and dropped, and a line says how much."""
+GRACE_S = 0.5
+"""How long, after the tool exits, its descendants may keep its pipes open before they are
+killed (the tool has printed what it had to say by then)."""
+_CHUNK = 1 << 16
+_POLL = 0.05  # seconds between two looks at whether the tool has exited while pipes stay open
+
+
+class _Capture:
+    """The head and the tail of one stream, and a count of the bytes seen."""
+
+    def __init__(self, limit: int) -> None:
+        self.half = limit // 2
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.seen = 0
+
+    def add(self, data: bytes) -> None:
+        self.seen += len(data)
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > 2 * self.half:  # trimmed now and then, not on every chunk
+                del self.tail[:-self.half]
+
+    def text(self, name: str) -> str:
+        tail = self.tail[-self.half:]
+        cut = self.seen - len(self.head) - len(tail)
+        if not cut:
+            return bytes(self.head + tail).decode("utf-8", "replace")
+        return (self.head.decode("utf-8", "replace") + f"\n[compilot: {cut} bytes of {name} "
+                f"cut]\n" + tail.decode("utf-8", "replace"))
+
+
+def _exited(pid: int) -> bool:
+    """Whether child ``pid`` has ended, without reaping it: its pid (the session's id) stays
+    taken, so that killing the session afterwards cannot hit a process that reused it."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _wait_exited(pid: int, until: float) -> bool:
+    """Whether child ``pid`` ends by ``until`` (not reaped, as in ``_exited``)."""
+    pause = 0.001
+    while not _exited(pid):
+        left = until - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, _POLL)
+    return True
+
+
+def _drain(pid: int, captures: dict[int, _Capture], selector: selectors.BaseSelector,
+           until: float) -> None:
+    """Read the pipes in ``selector`` into ``captures`` until each is at end of file, or
+    ``until``; once ``pid`` has exited, for at most GRACE_S more."""
+    exited = False
+    while selector.get_map():
+        left = until - time.monotonic()
+        if left <= 0:
+            return
+        for key, _ in selector.select(min(left, _POLL)):
+            data = os.read(key.fd, _CHUNK)
+            if data:
+                captures[key.fd].add(data)
+            else:
+                selector.unregister(key.fd)
+        if not exited and _exited(pid):
+            exited = True
+            until = min(until, time.monotonic() + GRACE_S)
+
+
+def pipe_holders(inodes: set[int]) -> list[int]:
+    """Processes other than this one with a descriptor on one of the pipes ``inodes``."""
+    found = []
+    wanted = {f"pipe:[{ino}]" for ino in inodes}
+    try:
+        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return []
+    me = str(os.getpid())
+    for pid in entries:
+        if pid == me:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:  # ended meanwhile, or not ours to look at
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                    found.append(int(pid))
+                    break
+            except OSError:
+                continue
+    return found
+
+
+def kill_holders(inodes: set[int]) -> None:
+    """SIGKILL whatever holds the pipes ``inodes``: descendants of a tool that left its session
+    (``setsid``, a double fork) and keep its output open."""
+    for _ in range(50):
+        alive = pipe_holders(inodes)
+        if not alive:
+            return
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         time.sleep(0.01)
 
 
 def run_limited(argv: Sequence[str], *, cwd: Path | None, timeout: float, memory_mb: int,
                 env: dict[str, str] | None = None) -> Completed:
-    """Run ``argv`` with stdin closed and an address-space limit, its output captured; at
-    ``timeout`` everything in its session is killed."""
+    """Run ``argv`` with stdin closed and an address-space limit, at most OUTPUT_BYTES of each
+    of its streams captured; at ``timeout`` everything in its session is killed, and so is
+    whatever still holds its pipes once it has ended. Returns within ``timeout`` plus about
+    2 * GRACE_S whatever the tool and its descendants do."""
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            errors="replace", start_new_session=True,
-                            preexec_fn=preexec(memory_mb=memory_mb))
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_session(proc.pid)
-        out, err = proc.communicate()
-        return Completed(proc.returncode, out + err, True)
-    return Completed(proc.returncode, out + err, False)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, preexec_fn=preexec(memory_mb=memory_mb))
+    assert proc.stdout is not None and proc.stderr is not None
+    pipes = (proc.stdout, proc.stderr)
+    captures = {p.fileno(): _Capture(OUTPUT_BYTES) for p in pipes}
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    with selectors.DefaultSelector() as selector:
+        for pipe in pipes:
+            selector.register(pipe, selectors.EVENT_READ)
+        try:
+            _drain(proc.pid, captures, selector, deadline)
+            # The pipes are closed (or held by a descendant): has the tool itself ended?
+            timed_out = not _wait_exited(proc.pid, deadline)
+        finally:
+            kill_session(proc.pid)
+            if selector.get_map():  # a descendant outside the session still holds a pipe
+                kill_holders({os.fstat(p.fileno()).st_ino for p in pipes})
+                _drain(proc.pid, captures, selector, time.monotonic() + GRACE_S)
+            for pipe in pipes:
+                pipe.close()
+            try:
+                proc.wait(timeout=GRACE_S)
+            except subprocess.TimeoutExpired:  # unkillable (stuck in the kernel): not ours
+                pass
+    out, err = captures.values()
+    return Completed(-signal.SIGKILL if proc.returncode is None else proc.returncode,
+                     out.text("stdout") + err.text("stderr"), timed_out)
