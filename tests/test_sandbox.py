@@ -15,22 +15,26 @@ def run(code: str, *, timeout: float = 10.0, memory_mb: int = 1024,
     """The sandbox with the limits of the gate's defaults unless a test sets its own."""
     return sandbox.run_python(code, timeout=timeout, memory_mb=memory_mb, **kw)  # type: ignore[arg-type]
 
-ISOLATIONS = [
-    pytest.param("namespace", id="namespace", marks=pytest.mark.skipif(
-        sandbox.network_isolation() != "namespace", reason="no unprivileged net namespace")),
-    pytest.param("socket-guard", id="socket-guard"),
-]
+@pytest.fixture(params=list(sandbox.Mechanism), ids=str)
+def mechanism(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each isolation mechanism in turn, skipped where it does not work here."""
+    forced = sandbox.probe(request.param)
+    if forced is None:
+        pytest.skip(f"{request.param} does not work on this machine")
+    monkeypatch.setattr(sandbox, "isolation", lambda: forced)
 
 
-def session_members(sid: int) -> list[int]:
-    """Live processes of session ``sid``, read from /proc independently of the sandbox."""
+def leftovers(workdir: str) -> list[int]:
+    """Live processes of the run in ``workdir``: the sandbox's command line names it (a fork
+    keeps it), read from /proc independently of the sandbox."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            argv = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue
-        if fields[0] not in ("Z", "X") and int(fields[3]) == sid:
+        if workdir.encode() in argv and state not in ("Z", "X"):
             found.append(int(entry.name))
     return found
 
@@ -84,31 +88,28 @@ def test_output_written_before_a_timeout_is_kept() -> None:
     assert outcome.output.startswith("started")
 
 
-def test_fork_bomb_is_stopped_and_leaves_no_process() -> None:
-    # The first line tells the test the session to look at (the sandbox's own pid).
-    code = "import os\nprint(os.getsid(0), flush=True)\nwhile True:\n    os.fork()\n"
+def test_fork_bomb_is_stopped_and_leaves_no_process(mechanism: None) -> None:
+    # The first line tells the test which processes to look for (its directory).
+    code = "import os\nprint(os.getcwd(), flush=True)\nwhile True:\n    os.fork()\n"
     started = time.monotonic()
     outcome = run(code, timeout=5, max_processes=16)
     assert outcome.status != "passed"
     assert time.monotonic() - started < 10
-    sid = int(outcome.output.split()[0])
-    assert session_members(sid) == []
+    assert leftovers(outcome.output.split()[0]) == []
 
 
-def test_children_are_killed_after_a_normal_exit() -> None:
+def test_children_are_killed_after_a_normal_exit(mechanism: None) -> None:
     # A child that sleeps past its parent's exit, in the same group and in a group of its own.
-    code = ("import os, time\nprint(os.getsid(0), flush=True)\n"
+    code = ("import os, time\nprint(os.getcwd(), flush=True)\n"
             "if os.fork() == 0:\n    time.sleep(60)\n"
             "if os.fork() == 0:\n    os.setpgid(0, 0)\n    time.sleep(60)\n")
     outcome = run(code, timeout=5)
     assert outcome.status == "passed", outcome
     assert outcome.seconds < 5
-    assert session_members(int(outcome.output.split()[0])) == []
+    assert leftovers(outcome.output.split()[0]) == []
 
 
-@pytest.mark.parametrize("isolation", ISOLATIONS)
-def test_network_is_blocked(isolation: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "network_isolation", lambda: isolation)
+def test_network_is_blocked(mechanism: None) -> None:
     code = (
         "import socket\n"
         "for host, port in [('127.0.0.1', 9), ('8.8.8.8', 53)]:\n"
@@ -129,8 +130,7 @@ def test_network_is_blocked(isolation: str, monkeypatch: pytest.MonkeyPatch) -> 
     assert "socketpair b'x'" in outcome.output
 
 
-def test_guard_keeps_line_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "network_isolation", lambda: "socket-guard")
+def test_line_numbers_are_the_programs(mechanism: None) -> None:
     outcome = run("print(__name__)\n\nraise KeyError('third line')\n")
     assert outcome.status == "failed"
     assert outcome.output.startswith("__main__")
@@ -179,12 +179,12 @@ def test_limits_are_validated() -> None:
         run("pass\n", timeout=0)
 
 
-def test_network_isolation_is_probed_once() -> None:
-    first = sandbox.network_isolation()
-    misses = sandbox.network_isolation.cache_info().misses
-    assert first in ("namespace", "socket-guard")
-    assert sandbox.network_isolation() == first
-    assert sandbox.network_isolation.cache_info().misses == misses
+def test_isolation_is_probed_once() -> None:
+    first = sandbox.isolation()
+    misses = sandbox.isolation.cache_info().misses
+    assert first.mechanism in tuple(sandbox.Mechanism)
+    assert sandbox.isolation() == first
+    assert sandbox.isolation.cache_info().misses == misses
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +206,16 @@ def test_humaneval_empty_body_fails(humaneval_five: list[benchmarks.Problem]) ->
         outcome = run(benchmarks.program(task, "    pass\n"), timeout=10)
         assert outcome.status == "failed", (task.task_id, outcome)
         assert "check(" in outcome.output  # the test failed, not the program around it
+
+
+def test_the_guard_refuses_unix_sockets_with_seccomp(monkeypatch: pytest.MonkeyPatch) -> None:
+    guard = sandbox.probe(sandbox.Mechanism.GUARD)
+    assert guard is not None
+    if not guard.seccomp:
+        pytest.skip("no libseccomp here: the guard has Python's sockets only")
+    monkeypatch.setattr(sandbox, "isolation", lambda: guard)
+    outcome = run("import socket\ntry:\n    socket.socket(socket.AF_UNIX)\n    print('made')\n"
+                  "except OSError as exc:\n    print('refused', exc)\n")
+    assert outcome.status == "passed", outcome
+    assert outcome.output.startswith("refused")
+    assert any("NOT kept" in line for line in guard.enforces())
