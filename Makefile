@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(PY) bench/parse_rate.py
 	$(PY) bench/checks.py
 	$(PY) bench/train.py
+	$(PY) bench/soak.py --requests 10000 --max-tokens 8 --candidates 1
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

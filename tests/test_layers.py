@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = {"compilot": "compilot", "feedback": "compilot.feedback",
            "server": "compilot.server", "training": "compilot.training"}
 BASE = {"compilot", "compilot.settings", "compilot.models", "compilot.paths",
-        "compilot.languages", "compilot.pointer", "compilot.round_lock"}
+        "compilot.languages", "compilot.pointer", "compilot.round_lock",
+        "compilot.thread_budget"}
 LAYERS = ("base", "feedback", "server", "training", "app")
 
 

@@ -321,6 +321,8 @@ def run_benchmark(settings: Settings, run: BenchmarkRun, *,
     name = Path(run.benchmark).stem
     result = {"benchmark": run.benchmark, "adapter": version,
               "max_tokens": evaluator.max_tokens,
+              "sandbox": {"isolation": str(sandbox.isolation()),
+                          "enforces": sandbox.isolation().enforces()},
               "seconds": round(time.perf_counter() - clock, 1), "modes": figures}
     home.evaluations.mkdir(parents=True, exist_ok=True)
     stored = home.evaluations / (f"{time.strftime('%Y%m%d-%H%M%S')}-{version}-{name}-"

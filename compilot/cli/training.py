@@ -226,4 +226,6 @@ def evaluate(
         return
     Console().print(figures_table(f"{benchmark} — {result['adapter']}, {result['seconds']} s",
                                   result["modes"]))
+    err.print(f"programs ran in the sandbox: {result['sandbox']['isolation']} "
+              f"({'; '.join(result['sandbox']['enforces'])})")
     err.print(f"stored in {stored}")
