@@ -71,30 +71,109 @@ def from_store(store: Store, settings: Settings, *, serving: str,
                      fd.kto_balance(rows["kto"]))
 
 
+# trl's standard formats (https://huggingface.co/docs/trl/dataset_formats), "standard" not
+# "conversational": the columns each needs, in the order a kind is recognised.
+STANDARD: dict[str, tuple[str, ...]] = {
+    "kto": ("prompt", "completion", "label"),
+    "dpo": ("prompt", "chosen", "rejected"),
+    "sft": ("prompt", "completion"),
+}
+_ACCEPTED = ("a compilot export, or trl's standard formats: KTO (prompt, completion, label), "
+             "DPO (prompt, chosen, rejected), SFT (prompt, completion); as jsonl, parquet, an "
+             ".arrow file, or a folder (train/test split files, or a `datasets` save_to_disk "
+             "folder)")
+
+
 def _load_path(path: Path) -> Any:
-    from datasets import DatasetDict, load_dataset
+    from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
     from compilot.feedback import dataset_export as fe
 
     if path.is_dir():
+        if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
+            loaded = load_from_disk(str(path))
+            return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
         for fmt in ("parquet", "jsonl", "arrow"):
             try:
                 return fe.load(path, fmt)
             except FileNotFoundError:
                 continue
         raise FileNotFoundError(f"{path}: no train/test split files (parquet, jsonl or arrow)")
-    builder = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}.get(path.suffix)
-    if builder is None:
-        raise ValueError(f"{path}: not a parquet or jsonl file")
     if not path.is_file():
         raise FileNotFoundError(f"dataset not found: {path}")
+    if path.suffix == ".arrow":
+        return DatasetDict({"train": Dataset.from_file(str(path))})
+    builder = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}.get(path.suffix)
+    if builder is None:
+        raise ValueError(f"{path}: not a dataset file; expected {_ACCEPTED}")
     return DatasetDict({"train": load_dataset(builder, data_files=str(path), split="train")})
 
 
+def _kind_of(columns: set[str], path: Path) -> str:
+    """The kind of a loaded dataset: compilot's own columns, else trl's standard ones; a
+    ValueError naming what is missing otherwise."""
+    for kind in ("events", "kto", "dpo", "sft"):
+        if set(fd.FEATURES[kind]) <= columns:
+            return kind
+    for kind, needed in STANDARD.items():
+        if set(needed) <= columns:
+            return kind
+    closest = min(STANDARD.items(), key=lambda kv: len(set(kv[1]) - columns))
+    missing = [c for c in closest[1] if c not in columns]
+    raise ValueError(f"{path}: columns {sorted(columns)} are not a dataset to train on; "
+                     f"closest is {closest[0].upper()}, which lacks {', '.join(missing)}. "
+                     f"Accepted: {_ACCEPTED}")
+
+
+def _check_types(rows: Dataset, kind: str, path: Path) -> None:
+    """Each needed column holds what trl expects: text, and for KTO's label a bool."""
+    wrong = []
+    for column in STANDARD[kind]:
+        feature = rows.features[column]
+        dtype = getattr(feature, "dtype", None)
+        want = "bool" if column == "label" else "string"
+        if dtype != want and not (want == "string" and dtype == "large_string"):
+            shown = dtype or type(feature).__name__
+            if want == "string" and not dtype:
+                shown += " (conversational rows, lists of messages, are not supported)"
+            wrong.append(f"{column} is {shown}, not {want}")
+    if wrong:
+        raise ValueError(f"{path}: {'; '.join(wrong)}. Accepted: {_ACCEPTED}")
+
+
+def standard(loaded: Any, path: Path, held_out: float) -> tuple[str, Any]:
+    """(kind, the splits with compilot's columns) of a loaded dataset. Rows without compilot's
+    metadata get defaults (no suffix, language or adapter; source "dataset"; time 0; file: a
+    hash of the prompt). Without a test split, a ``held_out`` share of the prompts is set
+    aside as one, by that hash: rows of one prompt stay on one side."""
+    from datasets import DatasetDict
+
+    first = next(iter(loaded.values()))
+    kind = _kind_of(set(first.column_names), path)
+    if kind == "events" or set(fd.FEATURES[kind]) <= set(first.column_names):
+        return kind, loaded
+    _check_types(first, kind, path)
+
+    def rows_of(split: Any) -> list[dict[str, Any]]:
+        return [{**{c: row[c] for c in STANDARD[kind]}, "suffix": "", "language": "",
+                 "adapter": "", "source": "dataset", "created_at": 0.0,
+                 "file": fd.file_id(row["prompt"])} for row in split]
+
+    splits = {name: rows_of(split) for name, split in loaded.items()}
+    if "test" not in splits:
+        rows = splits.pop("train", [])
+        splits = {"train": [r for r in rows if fd.split_of(r["file"], held_out) == "train"],
+                  "test": [r for r in rows if fd.split_of(r["file"], held_out) == "test"]}
+    return kind, DatasetDict({name: fd.to_dataset(rows, kind)
+                              for name, rows in splits.items() if name in fd.SPLITS})
+
+
 def from_path(path: Path, settings: Settings) -> RoundData:
-    """The rows of an exported dataset (its kind read from its columns)."""
-    loaded = _load_path(Path(path))
-    kind = fd.kind_of(loaded)
+    """The rows of a dataset file or folder: a compilot export, or trl's standard formats
+    (``STANDARD``); its kind read from its columns. The gate's held-out prompts come from its
+    test split (set aside from its rows when it has none), never from rows it trains on."""
+    path = Path(path)
+    kind, loaded = standard(_load_path(path), path, settings.datasets.held_out)
     if kind == "events":
         raise ValueError(f"{path} is an events table; export kto, dpo or sft to train on")
     train = _newest(loaded["train"], settings.training.max_examples) if "train" in loaded else None
