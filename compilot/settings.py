@@ -132,6 +132,18 @@ class CheckSettings:
     """A compiler run longer than this is stopped and reported as 'timeout'."""
     memory_mb: int = 1024
     """Address-space limit of a compiler run."""
+    background: bool = True
+    """Check every candidate the model generated, not only accepted ones: after the answer,
+    on a low-priority thread, while the editor is idle (``feedback/labeller.py``)."""
+    queue: int = 512
+    """Candidates waiting for their background check at most; beyond, the oldest are dropped
+    (and counted)."""
+    idle_ms: int = 300
+    """The editor counts as idle this long after its last completion request."""
+
+    def __post_init__(self) -> None:
+        _at_least("checks.queue", self.queue, 1)
+        _at_least("checks.idle_ms", self.idle_ms, 0)
 
 
 @dataclass(kw_only=True)

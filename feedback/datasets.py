@@ -66,7 +66,7 @@ from datasets import Dataset, DatasetDict, Features, Value
 from compilot.feedback.compilers import check_compile
 from compilot.feedback.diagnostics import COMPILING, FAILING, CheckStatus, Stage
 from compilot.feedback.records import EventKind
-from compilot.feedback.redact import redact
+from compilot.feedback.redact import PLACEHOLDER, redact
 from compilot.feedback.store import Store
 from compilot.feedback.syntax import check_syntax
 from compilot.settings import DatasetSettings
@@ -351,6 +351,12 @@ _BUILDERS: dict[str, Callable[[list[_Candidate], DatasetSettings], Iterator[Row]
 }
 
 
+def _masked(row: Row) -> bool:
+    """Whether redaction masked part of what a row trains the model to write (it would learn
+    to write ``<REDACTED>``): such rows are left out of KTO, DPO and SFT."""
+    return any(PLACEHOLDER in str(row.get(k) or "") for k in ("completion", "chosen", "rejected"))
+
+
 def redact_row(row: Row) -> Row:
     """``row`` with every string value through ``redact()``."""
     return {k: redact(v) if isinstance(v, str) else v for k, v in row.items()}
@@ -378,8 +384,8 @@ def build(store: Store, selection: Selection, settings: DatasetSettings) -> Data
     """The ``selection.kind`` dataset from ``store``, split by file into train and test."""
     candidates = _load(store, selection)
     kind = selection.kind
-    rows = dedupe((redact_row(r) for r in _BUILDERS[kind](candidates, settings)),
-                  _DEDUPE_KEYS[kind])
+    rows = dedupe((r for r in (redact_row(r) for r in _BUILDERS[kind](candidates, settings))
+                   if kind == "events" or not _masked(r)), _DEDUPE_KEYS[kind])
     splits: dict[str, list[Row]] = {s: [] for s in SPLITS}
     for row in rows:
         splits[split_of(row["file"], settings.held_out)].append(row)

@@ -44,6 +44,8 @@ class Trigger(StrEnum):
     CLOSE = "close"
     DISK = "disk"
     """The file changed on disk outside the editor."""
+    ANSWER = "answer"
+    """A candidate checked in the document as it was when the request was answered."""
 
 
 def new_id() -> str:

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlparse
 
 from pathspec import GitIgnoreSpec
 
+from compilot.feedback.labeller import Labeller
 from compilot.feedback.records import (
     Candidate,
     EventKind,
@@ -231,9 +232,11 @@ class CompletionService:
 
     def __init__(self, settings: Settings, store: EventLog | None,
                  on_error: Callable[[str], None] = lambda _m: None, *,
-                 threads: ThreadBudget | None = None) -> None:
+                 threads: ThreadBudget | None = None, labeller: Labeller | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.labeller = labeller
+        """Background checks of every candidate (None: only accepted ones are checked)."""
         self.threads = threads
         """The machine's cores shared with other servers (None: as ``model.n_threads``)."""
         self.on_error = on_error
@@ -338,6 +341,8 @@ class CompletionService:
         """Ranked candidates for the cursor at ``offset`` (a str index) of ``document``."""
         started = time.perf_counter()
         self.counters.requests += 1
+        if self.labeller is not None:
+            self.labeller.request()
         language = language_for(language_id, uri)
         request_id = new_id()
         if self.engine is None and self._loaded is not None and not self._loaded.done():
@@ -390,11 +395,15 @@ class CompletionService:
         shown = [c for c in offered if c.shown]
         for item in shown:
             self.placed.put(item.id, Placement(uri, language.id, offset, item.text))
-        self._record(Request(
+        recorded = self._record(Request(
             id=request_id, uri=uri, language=language.id, line=line, character=character,
             prefix=win.prefix, suffix=win.suffix, latency_ms=latency,
             model=self.engine.name if self.engine else "", adapter=self.adapter, source=source,
         ), offered)
+        if (recorded and source is Source.MODEL and self.labeller is not None
+                and len(document) <= MAX_FULL_PARSE_BYTES):
+            # Checked later, off this path, in the document as it is now.
+            self.labeller.offer(language.id, document, offset, offered)
         if not shown:
             self.counters.empty += 1
         return Answer(request_id, shown, source, latency, language.id)
@@ -416,13 +425,16 @@ class CompletionService:
         return not any(_setting_ignores(patterns, p) or (p.is_absolute() and _compilotignored(p))
                        for p in dict.fromkeys(paths))
 
-    def _record(self, request: Request, candidates: list[Candidate]) -> None:
+    def _record(self, request: Request, candidates: list[Candidate]) -> bool:
+        """Record the request if its file is logged; whether it was."""
         if self.store is None or not self._logged(request.uri):
-            return
+            return False
         try:
             self.store.record_request(request, candidates)
         except Exception:  # noqa: BLE001 - logging must never cost a completion
             log.exception("could not record request %s in %s", request.id, self.store.path)
+            return False
+        return True
 
     def event(self, candidate_id: str, kind: EventKind,
               accepted_length: int | None = None) -> bool:

@@ -18,6 +18,7 @@ from pygls.lsp.server import LanguageServer
 
 from compilot import __version__, pointer, round_lock
 from compilot import settings as settings_mod
+from compilot.feedback.labeller import Labeller
 from compilot.feedback.monitor import Monitor
 from compilot.feedback.queued_store import QueuedStore
 from compilot.feedback.records import EventKind
@@ -57,6 +58,7 @@ class CompilotServer(LanguageServer):
         self.watcher: Watcher | None = None
         self.adapters: Path | None = None
         self.budget: ThreadBudget | None = None
+        self.labeller: Labeller | None = None
         self._data: DataDir | None = None
         """The adapters folder whose `current` pointer the server follows."""
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -107,8 +109,10 @@ class CompilotServer(LanguageServer):
             store = QueuedStore(self.data, recover=True,
                                 on_error=lambda m: self.tell(m, types.MessageType.Warning))
         self.budget = ThreadBudget(self.settings.model.n_threads)
+        self.labeller = (Labeller(store, self.settings.checks)
+                         if store is not None and self.settings.checks.background else None)
         self.service = CompletionService(self.settings, store, on_error=self.tell,
-                                         threads=self.budget)
+                                         threads=self.budget, labeller=self.labeller)
         self.service.load()
         self.monitor = Monitor(store, self.settings.checks)
         try:
@@ -284,6 +288,8 @@ def accepted(ls: CompilotServer, *args: Any) -> bool:
     cid = _candidate_id(args)
     if not (ls.service and cid and ls.service.event(cid, EventKind.ACCEPTED)):
         return False
+    if ls.labeller is not None:
+        ls.labeller.accepted(cid)
     placed = ls.service.placed.get_fresh(cid)
     if (ls.monitor is not None and placed is not None
             and placed.uri in ls.workspace.text_documents):
@@ -425,6 +431,8 @@ async def settle(ls: CompilotServer, *args: Any) -> bool:
     """Wait until queued checks have run and queued writes are in the store (tests and the
     demo use it before they read the store); False if the writes are not done in 30 s."""
     loop = asyncio.get_running_loop()
+    if ls.labeller is not None:
+        await loop.run_in_executor(None, ls.labeller.wait, 120.0)
     if ls.monitor is not None:
         await loop.run_in_executor(None, ls.monitor.wait)
     store = ls.service.store if ls.service is not None else None
@@ -474,6 +482,8 @@ def shutdown(ls: CompilotServer, params: None) -> None:
         ls._ticker.cancel()
     if ls.watcher is not None:
         ls.watcher.stop()
+    if ls.labeller is not None:
+        ls.labeller.close()
     if ls.monitor is not None:
         ls.monitor.close()
     if ls.service is not None:
