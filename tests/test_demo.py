@@ -51,11 +51,15 @@ def test_a_tiny_demo_round_runs_the_whole_loop(tmp_path: Path, base_checkpoint: 
     root = Path(summary["root"])
     db = sqlite3.connect(root / "events.db")
     accepted = db.execute("SELECT count(*) FROM events WHERE kind = 'accepted'").fetchone()[0]
-    checked = db.execute("SELECT count(DISTINCT candidate_id) FROM checks "
-                         "WHERE stage = 'compile'").fetchone()[0]
+    checked = db.execute("SELECT count(DISTINCT c.candidate_id) FROM checks c JOIN events e "
+                         "ON e.candidate_id = c.candidate_id AND e.kind = 'accepted' "
+                         "WHERE c.stage = 'compile'").fetchone()[0]
+    labelled = db.execute("SELECT count(DISTINCT candidate_id) FROM checks "
+                          "WHERE trigger = 'answer' AND stage = 'compile'").fetchone()[0]
     revisions = db.execute("SELECT count(*) FROM revisions").fetchone()[0]
     db.close()
     assert accepted == session["accepted"] and checked == accepted
+    assert labelled > 0  # candidates not taken are labelled in the background too
     assert revisions == session["revisions"]
     versions = json.loads((root / "adapters" / one["model"] / "metadata.json").read_text())
     assert versions["status"] == one["status"]

@@ -368,8 +368,10 @@ def _old_rows(store: Store) -> None:
                    (document[:offset], document[offset:], f"old-{n}"))
         db.execute("UPDATE candidates SET text = ?, raw = ? WHERE request_id = ?",
                    (line, line, f"old-{n}"))
-        db.execute("UPDATE revisions SET broken = ?, fixed = ? WHERE candidate_id = ?",
-                   (line, line + "x", f"old-{n}-bad"))
+        if n % 2:  # the other half keep a clean revision: a DPO row with the secret in its
+            # prompt only, which is trained on (a masked completion is not) and exported
+            db.execute("UPDATE revisions SET broken = ?, fixed = ? WHERE candidate_id = ?",
+                       (line, line + "x", f"old-{n}-bad"))
     db.commit()
     db.close()
 
