@@ -14,6 +14,7 @@ caller the time to read and drop them, not the memory (issue 12, finding 7).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import resource
@@ -92,26 +93,33 @@ def session_processes(sid: int) -> list[int]:
     return found
 
 
+def _sigkill_until_gone(alive: Callable[[], list[int]],
+                        first: Callable[[], None] | None = None) -> None:
+    """SIGKILL every pid ``alive()`` names, again until it names none (at most 50 rounds);
+    ``first`` runs at the start of each round."""
+    pause = 0.001
+    for _ in range(50):
+        if first is not None:
+            first()
+        pids = alive()
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(pause)  # a killed process is usually gone within a millisecond
+        pause = min(2 * pause, 0.01)
+
+
 def kill_session(sid: int) -> None:
     """SIGKILL the process group, then whatever else of the session is alive (a child that
     moved to a group of its own). A fork that races with the group kill fails: the kernel
     refuses to fork a process with a fatal signal pending."""
-    pause = 0.001
-    for _ in range(50):
-        try:
+    def group() -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(sid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        alive = session_processes(sid)
-        if not alive:
-            return
-        for pid in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        time.sleep(pause)  # a killed process is usually gone within a millisecond
-        pause = min(2 * pause, 0.01)
+
+    _sigkill_until_gone(lambda: session_processes(sid), group)
 
 
 OUTPUT_BYTES = 1 << 20
@@ -223,16 +231,7 @@ def pipe_holders(inodes: set[int]) -> list[int]:
 def kill_holders(inodes: set[int]) -> None:
     """SIGKILL whatever holds the pipes ``inodes``: descendants of a tool that left its session
     (``setsid``, a double fork) and keep its output open."""
-    for _ in range(50):
-        alive = pipe_holders(inodes)
-        if not alive:
-            return
-        for pid in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        time.sleep(0.01)
+    _sigkill_until_gone(lambda: pipe_holders(inodes))
 
 
 def run_limited(argv: Sequence[str], *, cwd: Path | None, timeout: float, memory_mb: int,

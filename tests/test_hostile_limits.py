@@ -22,6 +22,7 @@ from compilot.feedback import limits
 from compilot.feedback.compilers import check_compile
 from compilot.feedback.diagnostics import MESSAGE_CHARS, SHOWN
 from compilot.settings import CheckSettings
+from tests.processes import live_with
 
 GRACE = 3.0  # seconds past the timeout that a run may take, its clean-up included
 BIG = 300_000_000  # bytes of the one-line flood
@@ -32,22 +33,8 @@ def marker() -> Iterator[str]:
     """A unique word on the command line of each grandchild; whatever survives is killed."""
     word = f"compilot-hostile-{uuid.uuid4().hex}"
     yield word
-    for pid in holders(word):
+    for pid in live_with(word):
         os.kill(pid, signal.SIGKILL)
-
-
-def holders(word: str) -> list[int]:
-    """Live processes whose command line holds ``word``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if word.encode() in argv and state not in ("Z", "X") and int(entry.name) != os.getpid():
-            found.append(int(entry.name))
-    return found
 
 
 def script(path: Path, body: str) -> Path:
@@ -96,7 +83,7 @@ def test_grandchild_holding_the_pipe_does_not_hang_the_run(
         assert done.timed_out and took < timeout + GRACE
     else:  # the compiler's own exit ends the run, not the clock
         assert not done.timed_out and done.returncode == 1 and took < timeout / 2
-    assert holders(marker) == []
+    assert live_with(marker) == []
 
 
 FLOOD = f"""\
@@ -173,7 +160,7 @@ def test_check_compile_returns_when_gcc_leaves_a_setsid_child(
     result = check_compile("int f(void) { return 1 }\n", "c", CheckSettings(timeout_s=4))
     assert time.monotonic() - started < 2 + GRACE
     assert result.status == "syntax", result
-    assert holders(marker) == []
+    assert live_with(marker) == []
 
 
 @pytest.mark.timeout(120)

@@ -27,6 +27,7 @@ import pytest
 
 import compilot
 from compilot.training import sandbox
+from tests.processes import live_with
 
 Run = Callable[[str], sandbox.Outcome]
 
@@ -62,22 +63,8 @@ def marker() -> Iterator[str]:
     """A unique word; processes whose command line holds it are killed at the end."""
     word = f"compilot-escape-{uuid.uuid4().hex}"
     yield word
-    for pid in with_argv(word):
+    for pid in live_with(word):
         os.kill(pid, signal.SIGKILL)
-
-
-def with_argv(word: str) -> list[int]:
-    """Live processes whose command line holds ``word``, read from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if word.encode() in argv and state not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
 
 
 def test_connecting_to_a_unix_socket_is_denied(run: Run, open_dir: Path) -> None:
@@ -191,7 +178,7 @@ def test_a_setsid_child_is_not_left_behind(run: Run, marker: str, forks: int) ->
         print("left a child behind")
         """)
     assert outcome.status == "passed", outcome
-    assert with_argv(marker) == []
+    assert live_with(marker) == []
 
 
 def test_the_network_is_still_off(run: Run) -> None:

@@ -300,6 +300,16 @@ HEADER = """
     from compilot.feedback.store import Store, StoreError
     from compilot.paths import DataDir
     from tests.test_hostile_store import request
+
+
+    def fill(path):
+        # write path until the disk is full
+        with open(path, "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"x" * 4096)
+            except OSError:
+                pass
 """
 
 
@@ -344,13 +354,7 @@ def test_a_full_disk_before_the_store_exists_costs_no_row_once_space_is_freed(
         f"mount -t tmpfs -o size=512k tmpfs {disk}",
         HEADER.format(path=sys.path) + f"""
     disk = Path({str(disk)!r})
-    with open(disk / "filler", "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"x" * 4096)
-
-        except OSError:
-            pass
+    fill(disk / "filler")
     told = []
     queued = QueuedStore(DataDir(disk / "data"), on_error=told.append, reopen_s=0.1)
     for i in range(5):
@@ -384,13 +388,7 @@ def test_rows_lost_while_the_disk_is_full_are_counted_and_told(tmp_path: Path) -
     queued = QueuedStore(DataDir(disk / "data"), on_error=told.append, reopen_s=0.1)
     queued.record_request(*request(0))
     queued.flush(timeout=30)
-    with open(disk / "filler", "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"x" * 4096)
-
-        except OSError:
-            pass
+    fill(disk / "filler")
     big = "y" * 200_000
     for i in range(1, 6):
         r, c = request(i)

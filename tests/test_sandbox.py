@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from compilot.training import benchmarks, sandbox
+from tests.processes import live_with
 
 
 def run(code: str, *, timeout: float = 10.0, memory_mb: int = 1024,
@@ -22,21 +23,6 @@ def mechanism(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     if forced is None:
         pytest.skip(f"{request.param} does not work on this machine")
     monkeypatch.setattr(sandbox, "isolation", lambda: forced)
-
-
-def leftovers(workdir: str) -> list[int]:
-    """Live processes of the run in ``workdir``: the sandbox's command line names it (a fork
-    keeps it), read from /proc independently of the sandbox."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if workdir.encode() in argv and state not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.mark.parametrize(
@@ -95,7 +81,7 @@ def test_fork_bomb_is_stopped_and_leaves_no_process(mechanism: None) -> None:
     outcome = run(code, timeout=5, max_processes=16)
     assert outcome.status != "passed"
     assert time.monotonic() - started < 10
-    assert leftovers(outcome.output.split()[0]) == []
+    assert live_with(outcome.output.split()[0]) == []
 
 
 def test_children_are_killed_after_a_normal_exit(mechanism: None) -> None:
@@ -106,7 +92,7 @@ def test_children_are_killed_after_a_normal_exit(mechanism: None) -> None:
     outcome = run(code, timeout=5)
     assert outcome.status == "passed", outcome
     assert outcome.seconds < 5
-    assert leftovers(outcome.output.split()[0]) == []
+    assert live_with(outcome.output.split()[0]) == []
 
 
 def test_network_is_blocked(mechanism: None) -> None:
