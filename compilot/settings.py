@@ -47,6 +47,11 @@ def _between(key: str, value: float, low: float, high: float) -> None:
         raise RangeError(f"{key} must be between {low} and {high}, not {value!r}")
 
 
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise RangeError(f"{key} must be one of {', '.join(allowed)}, not {value!r}")
+
+
 @dataclass(kw_only=True)
 class ModelSettings:
     """Which GGUF serves completions and how llama.cpp runs it."""
@@ -161,11 +166,16 @@ class DatasetSettings:
     that the checker confirms fails (the thesis, ch. 3.2.2)."""
     seed: int = 0
     """Order in which corruptions are tried (the split does not depend on it)."""
+    dpo_pairs: str = "graded"
+    """DPO pairs of one prompt's candidates: "graded" pairs any two whose graded outcomes differ
+    (``feedback.grades``; the chosen one must compile), "compiles" only compiles against
+    fails."""
 
     def __post_init__(self) -> None:
         for name in ("survival_threshold", "held_out"):
             value = getattr(self, name)
             _between(f"datasets.{name}", value, 0.0, 1.0)
+        _one_of("datasets.dpo_pairs", self.dpo_pairs, ("graded", "compiles"))
 
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

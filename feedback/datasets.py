@@ -3,8 +3,9 @@
 Every row comes from a completion request: `prompt` is the request's prefix (the window before
 the cursor) and `suffix` the window after it, for fill-in-the-middle models. Metadata columns:
 `language`, `adapter` (the adapter version that served the request), `file` (the first 16 hex
-digits of the SHA-256 of the document URI, never the path), `source` and `created_at` (epoch
-seconds of the request).
+digits of the SHA-256 of the document URI, never the path), `source`, `origin` (`editor`, or
+`bootstrap` for what `compilot bootstrap` made from the user's own functions) and `created_at`
+(epoch seconds of the request).
 
 **Labels** (one rule for every kind):
 
@@ -17,6 +18,9 @@ seconds of the request).
 - Anything else is *unknown* and in neither class: a check that timed out or errored, only a
   syntax check, no check at all. `timeout` and `toolchain_missing` never make a candidate bad.
 - A candidate *survived* when its latest survival record has `share >= survival_threshold`.
+- Its *grade* (``feedback.grades``, an ordinal exported as an integer): 0 does not parse <
+  1 type error < 2 unresolved names (it compiles, with names the file lacks) < 3 compiles <
+  4 kept (accepted, compiles, survived) < 5 passes tests; null when nothing conclusive ran.
 
 **KTO** (prompt, completion, label): `label = true` for a candidate that was accepted, compiles
 and survived; `label = false` for a candidate that fails, whether accepted, only shown or only
@@ -24,9 +28,11 @@ generated. A rejected candidate that compiles is left out, or labelled false wit
 `include_rejected_compiling`. Everything else is left out. `source` says how the candidate was
 received: accepted, partial, rejected, shown or generated (never shown).
 
-**DPO** (prompt, chosen, rejected), `source`:
-- `candidates`: a candidate that compiles against one that fails, for the same prompt (the
-  same request, or a repeat of its window: same language, prefix and suffix);
+**DPO** (prompt, chosen, rejected, chosen_grade, rejected_grade), `source`:
+- `candidates`: two candidates of the same prompt (the same request, or a repeat of its
+  window: same language, prefix and suffix) whose grades differ, the better chosen, when the
+  chosen one compiles (grade 2 or more: the SFT term learns to write it); with
+  `dpo_pairs = "compiles"`, only a candidate that compiles against one that fails;
 - `revision`: the user's repair of a broken accepted completion (fixed) against what was
   accepted (broken);
 - `synthetic`: for a prompt with a compiling candidate but no failing candidate and no
@@ -63,8 +69,10 @@ from typing import Any, Literal, cast, get_args
 
 from datasets import Dataset, DatasetDict, Features, Value
 
+from compilot.feedback import grades
 from compilot.feedback.compilers import check_compile
 from compilot.feedback.diagnostics import COMPILING, FAILING, CheckStatus, Stage
+from compilot.feedback.grades import Check, Grade
 from compilot.feedback.records import EventKind
 from compilot.feedback.redact import PLACEHOLDER, redact
 from compilot.feedback.store import Store
@@ -115,16 +123,19 @@ def parse_since(value: str) -> float:
 
 
 _S, _F, _B, _I = Value("string"), Value("float64"), Value("bool"), Value("int64")
-_META = {"suffix": _S, "language": _S, "adapter": _S, "file": _S, "source": _S, "created_at": _F}
+_META = {"suffix": _S, "language": _S, "adapter": _S, "file": _S, "source": _S, "origin": _S,
+         "created_at": _F}
 FEATURES: dict[str, Features] = {
-    "kto": Features({"prompt": _S, "completion": _S, "label": _B, **_META}),
-    "dpo": Features({"prompt": _S, "chosen": _S, "rejected": _S, **_META}),
+    "kto": Features({"prompt": _S, "completion": _S, "label": _B, "grade": _I, **_META}),
+    "dpo": Features({"prompt": _S, "chosen": _S, "rejected": _S, "chosen_grade": _I,
+                     "rejected_grade": _I, **_META}),
     "sft": Features({"prompt": _S, "completion": _S, **_META}),
     "events": Features({
         "request_id": _S, "candidate_id": _S, **_META, "model": _S, "prompt": _S,
         "completion": _S, "raw": _S, "rank": _I, "logprob": _F, "tokens": _I, "parsed": _B,
         "shown": _B, "events": _S, "accepted": _B, "rejected": _B, "partial": _B,
         "check_stage": _S, "check_status": _S, "check_introduced": _B, "outcome": _S,
+        "grade": _I,
         "survival_at": _S, "survival_share": _F, "revision": _S,
     }),
 }
@@ -136,17 +147,19 @@ _DEDUPE_KEYS = {
 }
 
 
-def classify(parsed: bool | None, checks: Iterable[tuple[str, str, bool]]) -> str:
-    """'fails', 'compiles' or 'unknown' from ``parsed`` and (stage, status, introduced) checks."""
+def classify(parsed: bool | None, checks: Iterable[Check]) -> str:
+    """'fails', 'compiles' or 'unknown' from ``parsed`` and (stage, status, introduced,
+    blamed) checks."""
     checks = list(checks)
-    if parsed is False or any(introduced and status in FAILING for _, status, introduced in checks):
+    if parsed is False or any(introduced and status in FAILING
+                              for _, status, introduced, _ in checks):
         return "fails"
     # Evidence of syntax is required too: without a toolchain ("toolchain_missing") and
     # without a grammar (parsed is None) nothing was actually checked.
     syntax_ok = parsed is True or any(stage == Stage.SYNTAX and status == CheckStatus.OK
-                                      for stage, status, _ in checks)
+                                      for stage, status, _, _ in checks)
     if syntax_ok and any(stage == Stage.COMPILE and status in COMPILING
-                         for stage, status, _ in checks):
+                         for stage, status, _, _ in checks):
         return "compiles"
     return "unknown"
 
@@ -187,8 +200,9 @@ def corrupt(text: str, *, seed: int) -> list[str]:
 
 
 def synthetic_negative(prefix: str, text: str, suffix: str, language: str, *, seed: int,
-                       attempts: int = 3) -> str | None:
-    """The first corruption of ``text`` that the checker confirms breaks the splice, or None.
+                       attempts: int = 3) -> tuple[str, Grade] | None:
+    """The first corruption of ``text`` that the checker confirms breaks the splice, with its
+    grade (it does not parse, or has a type error), or None.
 
     Confirmed means: ``prefix + corrupted + suffix`` fails a check that ``prefix + text +
     suffix`` passes; check_syntax first, check_compile when the syntax check finds nothing.
@@ -197,12 +211,14 @@ def synthetic_negative(prefix: str, text: str, suffix: str, language: str, *, se
     baseline: dict[int, bool] = {}
     for corrupted in corrupt(text, seed=seed)[:attempts]:
         for n, check in enumerate(checkers):
-            if not check(prefix + corrupted + suffix, language).failed:
+            result = check(prefix + corrupted + suffix, language)
+            if not result.failed:
                 continue
             if n not in baseline:
                 baseline[n] = check(prefix + text + suffix, language).failed
             if not baseline[n]:
-                return corrupted
+                return corrupted, (Grade.TYPE_ERROR if result.status == CheckStatus.TYPE
+                                   else Grade.DOES_NOT_PARSE)
             break  # the original fails this check too: the failure proves nothing
     return None
 
@@ -213,7 +229,7 @@ def synthetic_negative(prefix: str, text: str, suffix: str, language: str, *, se
 class _Candidate:
     row: dict[str, Any]
     events: list[str] = field(default_factory=list)
-    checks: list[tuple[str, str, bool]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
     survival: tuple[str, float] | None = None
     revisions: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -230,6 +246,11 @@ class _Candidate:
 
     def survived(self, threshold: float) -> bool:
         return self.survival is not None and self.survival[1] >= threshold
+
+    def grade(self, threshold: float) -> Grade | None:
+        parsed = None if self.row["parsed"] is None else bool(self.row["parsed"])
+        kept = EventKind.ACCEPTED in self.events and self.survived(threshold)
+        return grades.grade(parsed, self.checks, kept=kept)
 
     @property
     def reception(self) -> str:
@@ -248,16 +269,16 @@ def _load(store: Store, selection: Selection) -> list[_Candidate]:
     args = (selection.since, selection.since, selection.language, selection.language)
     rows = store.query(
         "SELECT c.id, c.request_id, c.rank, c.text, c.raw, c.logprob, c.tokens, c.parsed, "
-        "c.shown, r.uri, r.language, r.adapter, r.model, r.source, r.prefix, r.suffix, "
-        "r.created_at FROM candidates c JOIN requests r ON r.id = c.request_id" + _WHERE
+        "c.shown, r.uri, r.language, r.adapter, r.model, r.source, r.origin, r.prefix, "
+        "r.suffix, r.created_at FROM candidates c JOIN requests r ON r.id = c.request_id" + _WHERE
         + " ORDER BY r.created_at, r.id, c.rank, c.id", args)
     by_id = {row["id"]: _Candidate(dict(row)) for row in rows}
     for row in store.query("SELECT x.candidate_id, x.kind FROM events x" + _JOIN
                            + " ORDER BY x.id", args):
         by_id[row[0]].events.append(row[1])
-    for row in store.query("SELECT x.candidate_id, x.stage, x.status, x.introduced FROM checks x"
-                           + _JOIN + " ORDER BY x.id", args):
-        by_id[row[0]].checks.append((row[1], row[2], bool(row[3])))
+    for row in store.query("SELECT x.candidate_id, x.stage, x.status, x.introduced, x.blamed "
+                           "FROM checks x" + _JOIN + " ORDER BY x.id", args):
+        by_id[row[0]].checks.append((row[1], row[2], bool(row[3]), row[4]))
     for row in store.query("SELECT x.candidate_id, x.at, x.share FROM survival x" + _JOIN
                            + " ORDER BY x.created_at, x.id", args):
         by_id[row[0]].survival = (row[1], row[2])
@@ -272,7 +293,7 @@ def _load(store: Store, selection: Selection) -> list[_Candidate]:
 def _meta(c: _Candidate, source: str) -> Row:
     return {"prompt": c.prefix, "suffix": c.suffix, "language": c.language,
             "adapter": c.adapter, "file": file_id(c.uri), "source": source,
-            "created_at": c.created_at}
+            "origin": c.origin, "created_at": c.created_at}
 
 
 def _kto(candidates: list[_Candidate], settings: DatasetSettings) -> Iterator[Row]:
@@ -287,7 +308,8 @@ def _kto(candidates: list[_Candidate], settings: DatasetSettings) -> Iterator[Ro
             label = False
         else:
             continue
-        yield {**_meta(c, c.reception), "completion": c.text, "label": label}
+        yield {**_meta(c, c.reception), "completion": c.text, "label": label,
+               "grade": c.grade(settings.survival_threshold)}
 
 
 def _by_prompt(candidates: list[_Candidate]) -> dict[tuple[str, str, str], list[_Candidate]]:
@@ -298,24 +320,50 @@ def _by_prompt(candidates: list[_Candidate]) -> dict[tuple[str, str, str], list[
     return groups
 
 
+_STATUS_GRADE: dict[str, Grade] = {
+    CheckStatus.SYNTAX: Grade.DOES_NOT_PARSE, CheckStatus.TYPE: Grade.TYPE_ERROR,
+    CheckStatus.UNRESOLVED: Grade.UNRESOLVED, CheckStatus.OK: Grade.COMPILES,
+    CheckStatus.TOOLCHAIN_MISSING: Grade.COMPILES}
+"""The grade of a user's revision from the check of its text."""
+
+
+def _pairs(group: list[_Candidate], settings: DatasetSettings
+           ) -> Iterator[tuple[_Candidate, Grade, _Candidate, Grade]]:
+    """(chosen, its grade, rejected, its grade) among the candidates of one prompt."""
+    graded = [(c, g) for c in group if (g := c.grade(settings.survival_threshold)) is not None]
+    for good, good_grade in graded:
+        if good_grade < Grade.UNRESOLVED:
+            continue  # a chosen side must compile: the DPO + SFT loss learns to write it
+        for bad, bad_grade in graded:
+            if settings.dpo_pairs == "graded":
+                differ = bad_grade < good_grade
+            else:  # "compiles": the first rule, compiles against fails
+                differ = bad_grade < Grade.UNRESOLVED
+            if differ and good.text != bad.text:
+                yield good, good_grade, bad, bad_grade
+
+
 def _dpo(candidates: list[_Candidate], settings: DatasetSettings) -> Iterator[Row]:
     for group in _by_prompt(candidates).values():
+        for g, g_grade, b, b_grade in _pairs(group, settings):
+            yield {**_meta(g, "candidates"), "chosen": g.text, "rejected": b.text,
+                   "chosen_grade": g_grade, "rejected_grade": b_grade}
+        revised = [(c, r) for c in group for r in c.revisions]
+        for c, (broken, fixed, status) in revised:
+            if fixed.strip() and fixed != broken:
+                yield {**_meta(c, "revision"), "chosen": fixed, "rejected": broken,
+                       "chosen_grade": _STATUS_GRADE.get(status),
+                       "rejected_grade": c.grade(settings.survival_threshold)}
         good = [c for c in group if c.outcome == "compiles"]
         bad = [c for c in group if c.outcome == "fails"]
-        for g in good:
-            for b in bad:
-                if g.text != b.text:
-                    yield {**_meta(g, "candidates"), "chosen": g.text, "rejected": b.text}
-        revised = [(c, r) for c in group for r in c.revisions]
-        for c, (broken, fixed, _status) in revised:
-            if fixed.strip() and fixed != broken:
-                yield {**_meta(c, "revision"), "chosen": fixed, "rejected": broken}
         if settings.synthetic_negatives and good and not bad and not revised:
             for g in good:
                 negative = synthetic_negative(g.prefix, g.text, g.suffix, g.language,
                                               seed=settings.seed)
                 if negative is not None:
-                    yield {**_meta(g, "synthetic"), "chosen": g.text, "rejected": negative}
+                    yield {**_meta(g, "synthetic"), "chosen": g.text, "rejected": negative[0],
+                           "chosen_grade": g.grade(settings.survival_threshold),
+                           "rejected_grade": negative[1]}
 
 
 def _sft(candidates: list[_Candidate], settings: DatasetSettings) -> Iterator[Row]:
@@ -330,7 +378,7 @@ def _sft(candidates: list[_Candidate], settings: DatasetSettings) -> Iterator[Ro
 
 def _events(candidates: list[_Candidate], settings: DatasetSettings) -> Iterator[Row]:
     for c in candidates:
-        stage, status, introduced = c.checks[-1] if c.checks else (None, None, None)
+        stage, status, introduced, _ = c.checks[-1] if c.checks else (None, None, None, None)
         yield {
             **_meta(c, c.source), "request_id": c.request_id, "candidate_id": c.id,
             "model": c.model, "completion": c.text, "raw": c.raw, "rank": c.rank,
@@ -339,7 +387,7 @@ def _events(candidates: list[_Candidate], settings: DatasetSettings) -> Iterator
             "events": ",".join(c.events), "accepted": EventKind.ACCEPTED in c.events,
             "rejected": EventKind.REJECTED in c.events, "partial": EventKind.PARTIAL in c.events,
             "check_stage": stage, "check_status": status, "check_introduced": introduced,
-            "outcome": c.outcome,
+            "outcome": c.outcome, "grade": c.grade(settings.survival_threshold),
             "survival_at": c.survival[0] if c.survival else None,
             "survival_share": c.survival[1] if c.survival else None,
             "revision": c.revisions[-1][1] if c.revisions else None,
@@ -415,17 +463,19 @@ def _iso(t: float) -> str:
 def summary(dataset_dict: DatasetDict) -> dict[str, Any]:
     """Rows per split, by label (KTO) or source, by language and adapter; time range; balance."""
     kind = kind_of(dataset_dict)
-    by = [c for c in ("label", "source", "outcome", "language", "adapter")
+    by = [c for c in ("label", "source", "outcome", "grade", "origin", "language", "adapter")
           if c in FEATURES[kind]]
-    labels = {True: "desirable", False: "undesirable"}
+    names: dict[Any, str] = {True: "desirable", False: "undesirable", None: "none"}
+    grade_names: dict[Any, str] = {int(g): g.label for g in Grade} | {None: "none"}
     columns = {c: [v for ds in dataset_dict.values() for v in ds[c]] for c in by}
     out: dict[str, Any] = {
         "kind": kind,
         "rows": sum(len(ds) for ds in dataset_dict.values()),
         "splits": {s: {"rows": len(ds), "files": len(set(ds["file"])),
-                       **{f"by_{c}": _counts(ds[c], labels) for c in by[:2]}}
+                       **{f"by_{c}": _counts(ds[c], names) for c in by[:2]}}
                    for s, ds in dataset_dict.items()},
-        **{f"by_{c}": _counts(columns[c], labels) for c in by},
+        **{f"by_{c}": _counts(columns[c], grade_names if c == "grade" else names)
+           for c in by},
     }
     times = [t for ds in dataset_dict.values() for t in ds["created_at"]]
     out["time_range"] = {"from": _iso(min(times)), "to": _iso(max(times))} if times else None

@@ -26,6 +26,14 @@ class Source(StrEnum):
     """The user typed the start of the suggestion being shown: its remainder."""
 
 
+class Origin(StrEnum):
+    """Who made a request: an editor, or ``compilot bootstrap`` completing the user's own
+    functions with their bodies hidden."""
+
+    EDITOR = "editor"
+    BOOTSTRAP = "bootstrap"
+
+
 class EventKind(StrEnum):
     """What the user did with a candidate."""
 
@@ -92,5 +100,6 @@ class Request:
     model: str
     adapter: str
     source: Source
+    origin: Origin = Origin.EDITOR
     id: str = field(default_factory=new_id)
     created_at: float = field(default_factory=time.time)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from compilot.feedback.blame import Blame
 from compilot.feedback.diagnostics import FAILING, CheckStatus, Stage
-from compilot.feedback.records import Candidate, EventKind, Request, Trigger
+from compilot.feedback.records import Candidate, EventKind, Origin, Request, Trigger
 from compilot.feedback.redact import redact
 from compilot.paths import DataDir
 
@@ -113,12 +113,31 @@ MIGRATIONS: list[str] = [
     CREATE INDEX requests_created ON requests(created_at);
     CREATE INDEX checks_created ON checks(created_at);
     """,
+    # 4: graded outcomes and bootstrap data (issue 13): what kind of problem a completion
+    # brought in (unresolved names grade below a clean compile); who made a request (an
+    # editor, or `compilot bootstrap`); and the functions bootstrap has done, so a second run
+    # goes on where the first stopped (by file content and function, never by path).
+    """
+    ALTER TABLE checks ADD COLUMN blamed TEXT
+        CHECK (blamed IS NULL OR blamed IN ('syntax', 'type', 'unresolved'));
+    ALTER TABLE requests ADD COLUMN origin TEXT NOT NULL DEFAULT 'editor'
+        CHECK (origin IN ('editor', 'bootstrap'));
+    CREATE TABLE bootstrapped (
+        file_sha    TEXT NOT NULL,
+        function    TEXT NOT NULL,
+        request_id  TEXT REFERENCES requests(id),
+        created_at  REAL NOT NULL,
+        PRIMARY KEY (file_sha, function)
+    );
+    CREATE INDEX requests_origin ON requests(origin);
+    """,
 ]
 
 _FAILING_SQL = ", ".join(f"'{status}'" for status in sorted(FAILING))
 SUMMARY_SQL = f"""
--- Shown candidates by language and adapter: acceptance, and parse / compile / survival of
--- the accepted ones (what `compilot stats` and the editors' status show).
+-- Shown candidates by language, adapter and origin (editor or bootstrap): acceptance, and
+-- parse / compile / survival of the accepted ones (what `compilot stats` and the editors'
+-- status show).
 WITH accepted AS (
     SELECT DISTINCT candidate_id AS id FROM events WHERE kind = '{EventKind.ACCEPTED}'
 ), compiled AS (
@@ -130,7 +149,7 @@ WITH accepted AS (
     SELECT s.candidate_id AS id, s.share FROM survival s
     WHERE s.id = (SELECT max(id) FROM survival WHERE candidate_id = s.candidate_id)
 )
-SELECT r.language, r.adapter,
+SELECT r.language, r.adapter, r.origin,
        count(*) AS shown,
        count(a.id) AS accepted,
        sum(a.id IS NOT NULL AND c.parsed = 1) AS accepted_parsed,
@@ -143,8 +162,8 @@ LEFT JOIN accepted a ON a.id = c.id
 LEFT JOIN compiled k ON k.id = c.id
 LEFT JOIN survived v ON v.id = c.id
 WHERE c.shown = 1 AND r.created_at >= ?
-GROUP BY r.language, r.adapter
-ORDER BY r.language, r.adapter
+GROUP BY r.language, r.adapter, r.origin
+ORDER BY r.language, r.adapter, r.origin
 """
 
 
@@ -390,10 +409,13 @@ class Store:
             raise ValueError("every recorded candidate needs an id (records.identified)")
         statements: list[tuple[str, Sequence[object]]] = [
             (
-                "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO requests (id, created_at, uri, language, line, character, prefix, "
+                "suffix, latency_ms, model, adapter, source, origin) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (request.id, request.created_at, request.uri, request.language, request.line,
                  request.character, redact(request.prefix), redact(request.suffix),
-                 request.latency_ms, request.model, request.adapter, request.source),
+                 request.latency_ms, request.model, request.adapter, request.source,
+                 request.origin),
             )
         ]
         for rank, c in enumerate(candidates):
@@ -423,9 +445,10 @@ class Store:
         r = verdict.result
         self._write([(
             "INSERT INTO checks (candidate_id, stage, trigger, status, tool, introduced, "
-            "diagnostics, duration_ms, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            "diagnostics, duration_ms, created_at, blamed) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (candidate_id, r.stage, trigger, r.status, r.tool, int(verdict.introduced),
-             redact(json.dumps(verdict.diagnostics())), r.duration_ms, time.time()),
+             redact(json.dumps(verdict.diagnostics())), r.duration_ms, time.time(),
+             verdict.blamed),
         )])
 
     def record_survival(self, candidate_id: str, *, at: str, share: float, text: str) -> None:
@@ -445,6 +468,20 @@ class Store:
             (candidate_id, redact(broken), redact(fixed), status, time.time()),
         )])
 
+    def record_bootstrapped(self, file_sha: str, function: str,
+                            request_id: str | None) -> None:
+        """``compilot bootstrap`` has done ``function`` of the file whose content hashes to
+        ``file_sha`` (``request_id``: the request it made, None when it made none)."""
+        self._write([(
+            "INSERT OR IGNORE INTO bootstrapped (file_sha, function, request_id, created_at) "
+            "VALUES (?,?,?,?)", (file_sha, function, request_id, time.time()),
+        )])
+
+    def bootstrapped(self) -> set[tuple[str, str]]:
+        """(file hash, function) of every function ``compilot bootstrap`` has done."""
+        return {(row[0], row[1]) for row in self.query(
+            "SELECT file_sha, function FROM bootstrapped")}
+
     def query(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
         """Read rows (for the CLI, reports and tests)."""
         with self._lock:
@@ -456,18 +493,23 @@ class Store:
                 raise classify(exc, self.path) from exc
 
     def counts(self) -> dict[str, int]:
-        """Rows per table and accepted/rejected events."""
+        """Rows per table, events per kind, and the requests ``compilot bootstrap`` made."""
         out = {}
-        for table in ("requests", "candidates", "events", "checks", "survival", "revisions"):
+        for table in ("requests", "candidates", "events", "checks", "survival", "revisions",
+                      "bootstrapped"):
             out[table] = self.query(f"SELECT count(*) AS n FROM {table}")[0]["n"]
         for kind in EventKind:
             rows = self.query("SELECT count(*) AS n FROM events WHERE kind = ?", (kind,))
             out[kind] = rows[0]["n"]
+        rows = self.query("SELECT count(*) AS n FROM requests WHERE origin = ?",
+                          (Origin.BOOTSTRAP,))
+        out["bootstrap_requests"] = rows[0]["n"]
         return out
 
     def summary(self, since: float = 0.0) -> list[dict[str, Any]]:
-        """Per language and adapter, for requests made at or after ``since`` (epoch s): shown,
-        accepted, and of the accepted ones parsed, compile-checked, compiled, mean survival."""
+        """Per language, adapter and origin, for requests made at or after ``since`` (epoch
+        s): shown, accepted, and of the accepted ones parsed, compile-checked, compiled, mean
+        survival."""
         return [dict(row) for row in self.query(SUMMARY_SQL, (since,))]
 
     def labelled_since(self, since: float) -> int:

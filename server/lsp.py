@@ -21,7 +21,7 @@ from compilot import settings as settings_mod
 from compilot.feedback.labeller import Labeller
 from compilot.feedback.monitor import Monitor
 from compilot.feedback.queued_store import QueuedStore
-from compilot.feedback.records import EventKind
+from compilot.feedback.records import EventKind, Origin
 from compilot.feedback.store import StoreError
 from compilot.feedback.watcher import Watcher
 from compilot.models import resolve_model_path
@@ -379,6 +379,7 @@ def _status(ls: CompilotServer) -> dict[str, Any]:
     store_error = None
     try:
         rows = service.store.summary(midnight) if service and service.store else []
+        rows = [r for r in rows if r["origin"] == Origin.EDITOR]  # not `compilot bootstrap`'s
     except StoreError as exc:
         rows, store_error = [], str(exc)
     shown, accepted, checked, compiled = (

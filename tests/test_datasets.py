@@ -11,6 +11,7 @@ import pytest
 
 from compilot.feedback import dataset_export as fx
 from compilot.feedback import datasets as fd
+from compilot.feedback.grades import Grade
 from compilot.feedback.records import Candidate, Request
 from compilot.feedback.store import Store
 from compilot.feedback.syntax import check_syntax
@@ -134,7 +135,7 @@ def build(store: Store, kind: str, *, since: float | None = None, language: str 
 )
 def test_classify(parsed: bool | None, checks: list[tuple[str, str, bool]],
                   expected: str) -> None:
-    assert fd.classify(parsed, checks) == expected
+    assert fd.classify(parsed, [(*c, None) for c in checks]) == expected
 
 
 @pytest.mark.parametrize(
@@ -251,11 +252,13 @@ def test_corrupt_is_deterministic_by_seed() -> None:
     ],
 )
 def test_synthetic_negative(prefix: str, text: str, suffix: str, kept: bool) -> None:
-    negative = fd.synthetic_negative(prefix, text, suffix, "python", seed=0)
-    assert (negative is not None) is kept
-    if negative is not None:
+    found = fd.synthetic_negative(prefix, text, suffix, "python", seed=0)
+    assert (found is not None) is kept
+    if found is not None:
+        negative, grade = found
         assert negative in fd.corruptions(text)
         assert check_syntax(prefix + negative + suffix, "python").failed
+        assert grade is Grade.DOES_NOT_PARSE
 
 
 def test_dpo_pairs(store: Store) -> None:

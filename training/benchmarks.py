@@ -65,10 +65,11 @@ def repair_tasks(tasks: Iterable[Problem], limit: int | None = None, *, seed: in
     for task in tasks:
         if limit is not None and len(out) >= limit:
             break
-        broken = synthetic_negative(task.prompt, task.reference, "\n", task.language,
-                                    seed=seed)
-        if broken is None:
+        negative = synthetic_negative(task.prompt, task.reference, "\n", task.language,
+                                      seed=seed)
+        if negative is None:
             continue
+        broken = negative[0]
         shown = "".join(f"# {line}".rstrip() + "\n"
                         for line in (task.prompt + broken).strip("\n").split("\n"))
         header = "# This version does not compile:\n" + shown + "# Fixed:\n"

@@ -141,10 +141,16 @@ def _check_types(rows: Dataset, kind: str, path: Path) -> None:
         raise ValueError(f"{path}: {'; '.join(wrong)}. Accepted: {_ACCEPTED}")
 
 
+_DEFAULTS: dict[str, Any] = {
+    "suffix": "", "language": "", "adapter": "", "source": "dataset", "origin": "dataset",
+    "created_at": 0.0, "grade": None, "chosen_grade": None, "rejected_grade": None}
+
+
 def standard(loaded: Any, path: Path, held_out: float) -> tuple[str, Any]:
-    """(kind, the splits with compilot's columns) of a loaded dataset. Rows without compilot's
-    metadata get defaults (no suffix, language or adapter; source "dataset"; time 0; file: a
-    hash of the prompt). Without a test split, a ``held_out`` share of the prompts is set
+    """(kind, the splits with compilot's columns) of a loaded dataset. Columns it lacks of
+    compilot's metadata get defaults (no suffix, language, adapter or grade; source and
+    origin "dataset"; time 0; file: a hash of the prompt), so an export made before a column
+    existed still trains. Without a test split, a ``held_out`` share of the prompts is set
     aside as one, by that hash: rows of one prompt stay on one side."""
     from datasets import DatasetDict
 
@@ -154,10 +160,11 @@ def standard(loaded: Any, path: Path, held_out: float) -> tuple[str, Any]:
         return kind, loaded
     _check_types(first, kind, path)
 
+    columns = [c for c in fd.FEATURES[kind] if c in first.column_names]
+
     def rows_of(split: Any) -> list[dict[str, Any]]:
-        return [{**{c: row[c] for c in STANDARD[kind]}, "suffix": "", "language": "",
-                 "adapter": "", "source": "dataset", "created_at": 0.0,
-                 "file": fd.file_id(row["prompt"])} for row in split]
+        return [{**_DEFAULTS, "file": fd.file_id(row["prompt"]),
+                 **{c: row[c] for c in columns}} for row in split]
 
     splits = {name: rows_of(split) for name, split in loaded.items()}
     if "test" not in splits:

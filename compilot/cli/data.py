@@ -21,8 +21,9 @@ from compilot.paths import DataDir
 def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Acceptance, parse, compile and survival rates by language and adapter version, after
-    a full integrity check of the event database (exit 2 naming the file if it is damaged)."""
+    """Acceptance, parse, compile and survival rates by language, adapter version and origin
+    (an editor, or `compilot bootstrap`), after a full integrity check of the event database
+    (exit 2 naming the file if it is damaged)."""
     settings, _ = settings_mod.load()
     store = Store.in_dir(DataDir.of(settings))
     damage = store.integrity()
@@ -36,14 +37,15 @@ def stats(
                           "counts": store.counts(), "by": rows}))
         return
     table = Table(title=f"compilot ({store.path})")
-    for column in ("language", "adapter", "shown", "accepted", "acceptance",
+    for column in ("language", "adapter", "origin", "shown", "accepted", "acceptance",
                    "parse (accepted)", "compile (accepted)", "survival"):
-        table.add_column(column, justify="left" if column in ("language", "adapter")
+        table.add_column(column, justify="left" if column in ("language", "adapter", "origin")
                          else "right")
     for row in rows:
         survival = row["survival"]
         table.add_row(
-            str(row["language"]), str(row["adapter"]), str(row["shown"]), str(row["accepted"]),
+            str(row["language"]), str(row["adapter"]), str(row["origin"]), str(row["shown"]),
+            str(row["accepted"]),
             share(_int(row["accepted"]), _int(row["shown"])),
             share(_int(row["accepted_parsed"]), _int(row["accepted"])),
             share(_int(row["accepted_compiled"]), _int(row["accepted_checked"])),
