@@ -6,7 +6,7 @@ adapter on the demo's held-out prompts (raw output and what the server shows), a
 base's figures that the demo recorded. Prints a table.
 
     .venv/bin/python bench/methods.py                   # the newest demo run in the data dir
-    .venv/bin/python bench/methods.py --run DIR --runs sft:5e-4,kto:2e-4
+    .venv/bin/python bench/methods.py --run DIR --runs sft:5e-4,kto:2e-4,kto+grade:2e-4
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ def newest_run(home: DataDir) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, help="a demo run folder (holds events.db)")
-    parser.add_argument("--runs", default="kto:2e-4,dpo:2e-4,sft:2e-4,sft:5e-4",
-                        help="method:learning-rate pairs")
+    parser.add_argument("--runs", default="kto:2e-4,kto+grade:2e-4,dpo:2e-4,sft:2e-4,sft:5e-4",
+                        help="method:learning-rate pairs (kto+grade: KTO rows resampled by "
+                             "graded outcome, training.kto_weighting)")
     args = parser.parse_args()
     quiet_libraries()
     home = DataDir.of(settings_mod.load()[0])
@@ -64,7 +65,8 @@ def main() -> None:
     base = base_eval.raw["held_out"]["compile@1"], base_eval.held_out["compile@1"]
     table.add_row("base", "", "", "", "", f"{base[0]:.2f}", f"{base[1]:.2f}", "")
     for spec in args.runs.split(","):
-        method, lr = spec.split(":")
+        name, lr = spec.split(":")
+        method, _, weighting = name.partition("+")  # "kto+grade": KTO resampled by grade
         with tempfile.TemporaryDirectory(prefix="compilot-methods-") as tmp:
             root = Path(tmp)
             shutil.copy(run / "events.db", DataDir(root).events_db)
@@ -73,6 +75,7 @@ def main() -> None:
             settings = replace(
                 settings, training=replace(settings.training, method=method,
                                            learning_rate=float(lr),
+                                           kto_weighting=weighting or "none",
                                            base=str(checkpoint) if checkpoint else None),
                 gate=replace(settings.gate, humaneval=0))
             prompts = prompts_at_holes(held, settings)
@@ -80,7 +83,7 @@ def main() -> None:
             result = rounds.run_round(settings, held_out=prompts, known={BASE: base_eval})
             candidate = result.evaluation["candidate"]
             report = result.report
-            table.add_row(method, lr, str(report.examples), str(report.steps),
+            table.add_row(name, lr, str(report.examples), str(report.steps),
                           f"{report.train_s:.0f}",
                           f"{candidate['raw']['held_out']['compile@1']:.2f}",
                           f"{candidate['held_out']['compile@1']:.2f}",

@@ -145,6 +145,11 @@ class CheckSettings:
     (and counted)."""
     idle_ms: int = 300
     """The editor counts as idle this long after its last completion request."""
+    c_flags: list[str] = field(default_factory=list)
+    """Extra gcc / g++ flags of the C and C++ compile check, to find a project's headers:
+    only -I, -iquote, -isystem, -D, -U and -std= are passed (anything else could make the
+    compiler load code). ``compilot bootstrap`` sets them per file from the project's
+    ``compile_commands.json`` or its include folders."""
 
     def __post_init__(self) -> None:
         _at_least("checks.queue", self.queue, 1)
@@ -216,9 +221,17 @@ class TrainingSettings:
     """DPO: weight of the SFT term beside the sigmoid loss (CodeLutra's dual loss)."""
     on_policy: bool = True
     """Train on completions made by the serving adapter only (plus the user's revisions)."""
+    kto_weighting: str = "none"
+    """KTO: "grade" resamples each class by graded outcome (an undesirable row that does not
+    parse drawn more often than one with a type error, a desirable one that passes its tests
+    more often than one only kept; ``training/data.py``), "none" uses every row once.
+    bench/methods.py measures both."""
     threads: int | None = None
     """CPU threads for training; empty means all cores."""
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _one_of("training.kto_weighting", self.kto_weighting, ("none", "grade"))
 
 
 @dataclass(kw_only=True)

@@ -54,6 +54,7 @@ class _Job:
     out: Path  # build outputs (javac -d, rustc -o)
     timeout: float
     memory_mb: int
+    c_flags: tuple[str, ...] = ()
     written: list[str] = field(default_factory=list)
 
     def write(self, name: str, source: str) -> str:
@@ -120,11 +121,32 @@ _C_SYNTAX = re.compile(r"^expected |stray |unterminated|missing terminating|empt
                        r"|invalid preprocessing|without #if|#else after|'else' without")
 
 
+_C_PATH_FLAGS = ("-I", "-iquote", "-isystem")
+_C_FLAG = re.compile(r"-(?:I|iquote|isystem)\S|-[DU]\w|-std=[\w+]+$")
+
+
+def c_flags(tokens: Sequence[str]) -> tuple[str, ...]:
+    """The tokens of ``tokens`` that the C and C++ check passes on: include paths (joined
+    ``-Idir`` or ``-I dir``), macros and the standard. Anything else is dropped: a flag such
+    as -fplugin, -B, -specs or @file could make the compiler load and run code."""
+    out: list[str] = []
+    rest = iter(tokens)
+    for token in rest:
+        if token in _C_PATH_FLAGS:
+            path = next(rest, None)
+            if path is not None:
+                out += [token, path]
+        elif _C_FLAG.match(token):
+            out.append(token)
+    return tuple(out)
+
+
 def _gcc(compiler: str, lang: str, suffix: str) -> Callable[[str, _Job], list[Diagnostic]]:
     def run(source: str, job: _Job) -> list[Diagnostic]:
         name = job.write(f"snippet.{suffix}", source)
         done = job.run([compiler, "-fsyntax-only", "-x", lang, "-w", "-fmax-errors=100",
-                        "-fdiagnostics-plain-output", "-fdiagnostics-column-unit=byte", name])
+                        "-fdiagnostics-plain-output", "-fdiagnostics-column-unit=byte",
+                        *job.c_flags, name])
         return _read(_GCC, done, lambda m: None if m["file"] != name
                      else UNRESOLVED if m["msg"].endswith("No such file or directory")
                      else SYNTAX if _C_SYNTAX.search(m["msg"]) else TYPE)
@@ -312,7 +334,8 @@ def check_compile(source: str, language_id: str, settings: CheckSettings | None 
     dirs: tuple[Path, ...] = ()
     try:
         with tempfile.TemporaryDirectory(prefix="compilot-check-") as tmp:
-            job = _Job(Path(workdir or tmp), Path(tmp), settings.timeout_s, settings.memory_mb)
+            job = _Job(Path(workdir or tmp), Path(tmp), settings.timeout_s, settings.memory_mb,
+                       c_flags(settings.c_flags))
             dirs = (job.dir, job.out)
             try:
                 found = compiler.run(source, job)

@@ -10,6 +10,8 @@ import pytest
 from compilot.models import embedded_model_path
 
 COLLECTED_TASKS = 12
+COLLECTED_MODULES = ("textwrap.py", "colorsys.py", "shlex.py", "fnmatch.py", "bisect.py",
+                     "calendar.py", "glob.py", "posixpath.py", "string.py", "heapq.py")
 
 
 @pytest.fixture(scope="session")
@@ -27,23 +29,30 @@ def base_checkpoint(cache_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def collected(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store of real completions of stdlib function bodies by the embedded model, labelled by
-    the real checker (training.selfplay), as an editor session would leave it."""
+    """A store of real completions by the embedded model, labelled by the real checker: what
+    `compilot bootstrap` leaves after a run over a small repository of standard-library
+    modules (as an editor session would leave it, marked origin "bootstrap")."""
+    import shutil
+    import sysconfig
+
     from compilot.feedback.store import Store
     from compilot.paths import DataDir
     from compilot.server.engine import Engine, Sampling
     from compilot.settings import Settings
-    from compilot.training.corpus import stdlib_holes
-    from compilot.training.selfplay import collect
+    from compilot.training.bootstrap import Bootstrap, plan
 
+    repo = tmp_path_factory.mktemp("repository")
+    for name in COLLECTED_MODULES:
+        shutil.copy(Path(sysconfig.get_paths()["stdlib"]) / name, repo / name)
     root = tmp_path_factory.mktemp("collected")
     store = Store.in_dir(DataDir(root))
     engine = Engine(embedded_model_path())
     settings = Settings()
     try:
-        collect(store, engine, stdlib_holes(COLLECTED_TASKS, seed=3), adapter="base",
-                settings=settings, sampling=Sampling.from_settings(
-                    settings.completion, n=3, max_tokens=40, temperature=0.9, seed=0))
+        tasks = plan(repo, settings, limit=COLLECTED_TASKS, max_body_lines=6).tasks
+        Bootstrap(store, engine, adapter="base", settings=settings, root=repo,
+                  sampling=Sampling.from_settings(settings.completion, n=3, max_tokens=40,
+                                                  temperature=0.9, seed=0)).run(tasks)
     finally:
         engine.llm.close()
         store.close()

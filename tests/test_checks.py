@@ -274,3 +274,24 @@ def test_blame_python(old: str, completion: str, stage: str, introduced: bool) -
     head, tail = old + "def f(a):\n    ", "\n\n\nprint(f(1))\n"
     blamed = blame(head + tail, head + completion + tail, "python", stage=stage)
     assert (blamed.result.stage, blamed.introduced) == (stage, introduced)
+
+
+def test_c_flags_pass_include_paths_and_macros_only() -> None:
+    flags = ["-I", "/p/include", "-Isrc", "-iquote", "/q", "-isystem", "/s", "-DN=1", "-UX",
+             "-std=c++17", "-fplugin=/tmp/evil.so", "@/tmp/args", "-B", "/tmp/bin",
+             "-specs=/tmp/s", "-include", "/tmp/h.h", "-O2", "-I"]
+    assert compilers.c_flags(flags) == ("-I", "/p/include", "-Isrc", "-iquote", "/q",
+                                        "-isystem", "/s", "-DN=1", "-UX", "-std=c++17")
+
+
+@pytest.mark.skipif(not available("c"), reason="gcc is not installed")
+def test_c_flags_let_the_check_find_a_project_header(tmp_path: Path) -> None:
+    (tmp_path / "geom.h").write_text("typedef struct { int x; } point;\n")
+    source = '#include "geom.h"\nint f(point p) { return p.x; }\n'
+    without = check_compile(source, "c")
+    assert without.status is CheckStatus.UNRESOLVED  # the fatal error hides everything else
+    found = check_compile(source, "c", CheckSettings(c_flags=["-iquote", str(tmp_path)]))
+    assert found.status is CheckStatus.OK
+    wrong = check_compile(source.replace("p.x", "p.y"), "c",
+                          CheckSettings(c_flags=["-iquote", str(tmp_path)]))
+    assert wrong.status is CheckStatus.TYPE

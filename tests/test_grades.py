@@ -171,3 +171,27 @@ def test_a_version_3_store_migrates_keeping_its_rows(tmp_path: Path) -> None:
     assert [tuple(r) for r in store.query("SELECT origin FROM requests")] == [("editor",)]
     assert build(store, "events")[0]["grade"] == Grade.DOES_NOT_PARSE  # parsed = 0
     assert store.bootstrapped() == set()
+
+
+def test_kto_rows_resampled_by_grade_keep_the_class_balance() -> None:
+    from compilot.training.data import by_grade
+
+    rows = ([{"completion": f"p{i}", "label": False, "grade": 0} for i in range(50)]
+            + [{"completion": f"t{i}", "label": False, "grade": 1} for i in range(50)]
+            + [{"completion": f"k{i}", "label": True, "grade": 4} for i in range(20)])
+    dataset = fd.to_dataset([{**r, "prompt": "x", "suffix": "", "language": "python",
+                              "adapter": "base", "file": "0" * 16, "source": "shown",
+                              "origin": "editor", "created_at": 0.0} for r in rows], "kto")
+    resampled = by_grade(dataset, seed=0)
+    labels = resampled["label"]
+    assert (labels.count(False), labels.count(True)) == (100, 20)
+    grades = [g for g, label in zip(resampled["grade"], labels, strict=True) if not label]
+    assert grades.count(0) / len(grades) > 0.55  # 1.0 : 0.6 gives 0.625 in expectation
+    assert by_grade(dataset, seed=0)["completion"] == resampled["completion"]
+
+
+def test_kto_weighting_is_checked() -> None:
+    from compilot.settings import RangeError, TrainingSettings
+
+    with pytest.raises(RangeError, match="training.kto_weighting"):
+        TrainingSettings(kto_weighting="sometimes")

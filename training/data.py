@@ -8,11 +8,13 @@ a folder of split files, or one parquet / jsonl file) is used as it is.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compilot.feedback import datasets as fd
+from compilot.feedback.grades import Grade
 from compilot.settings import Settings
 from compilot.training.evaluate import Prompt, prompts_from_rows
 
@@ -49,6 +51,32 @@ def _newest(rows: Dataset, limit: int) -> Dataset:
     return rows.select(sorted(order))
 
 
+GRADE_WEIGHTS: dict[bool, dict[Grade, float]] = {
+    False: {Grade.DOES_NOT_PARSE: 1.0, Grade.TYPE_ERROR: 0.6, Grade.UNRESOLVED: 0.3,
+            Grade.COMPILES: 0.3, Grade.KEPT: 0.3, Grade.PASSES_TESTS: 0.3},
+    True: {Grade.PASSES_TESTS: 1.0, Grade.KEPT: 0.7, Grade.COMPILES: 0.5,
+           Grade.UNRESOLVED: 0.3, Grade.TYPE_ERROR: 0.3, Grade.DOES_NOT_PARSE: 0.3},
+}
+"""How much a KTO row of each label weighs by its grade: CodeRL's graded reward (-1 compile
+error, -0.6 runtime error, -0.3 failed test, +1 pass) read as a weight, the further from the
+boundary the heavier. A row without a grade weighs 0.5."""
+
+
+def by_grade(rows: Dataset, seed: int) -> Dataset:
+    """KTO rows resampled within each label by ``GRADE_WEIGHTS`` (with replacement, as many
+    as there were: the class balance, and so trl's class weights, stay as they are)."""
+    labels, grades = rows["label"], rows["grade"]
+    rng = random.Random(seed)
+    picked: list[int] = []
+    for label in (False, True):
+        members = [i for i, v in enumerate(labels) if v is label]
+        if members:
+            weights = [GRADE_WEIGHTS[label].get(Grade(g), 0.5) if g is not None else 0.5
+                       for g in (grades[i] for i in members)]
+            picked += rng.choices(members, weights=weights, k=len(members))
+    return rows.select(sorted(picked))
+
+
 def from_store(store: Store, settings: Settings, *, serving: str,
                serving_since: float | None) -> RoundData:
     """The round's rows from the event store; ``serving`` is the serving adapter version and
@@ -64,6 +92,8 @@ def from_store(store: Store, settings: Settings, *, serving: str,
                                  or (r["source"] == "revision" and r["created_at"] >= since))
         rows[kind] = _newest(train, tr.max_examples)
         held.extend(built["test"])
+    if tr.kto_weighting == "grade" and len(rows["kto"]):
+        rows["kto"] = by_grade(rows["kto"], tr.seed)
     where = f"the event store ({store.path})"
     if tr.on_policy:
         where += f", completions served by {serving} and revisions since"
@@ -186,6 +216,8 @@ def from_path(path: Path, settings: Settings) -> RoundData:
     train = _newest(loaded["train"], settings.training.max_examples) if "train" in loaded else None
     if train is None or not len(train):
         raise ValueError(f"{path} has no training rows")
+    if kind == "kto" and settings.training.kto_weighting == "grade":
+        train = by_grade(train, settings.training.seed)
     test = loaded["test"] if "test" in loaded else []
     held = prompts_from_rows(test, settings.gate.held_out_prompts) if len(test) else []
     balance = fd.kto_balance(train) if kind == "kto" else {}

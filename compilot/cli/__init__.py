@@ -1,20 +1,20 @@
 """The `compilot` command: thin commands over the server, the feedback store and the trainer.
 
 Each command module registers its commands on ``app`` when imported: ``serve`` (the server and
-the demo), ``data`` (stats, checks, exports), ``training`` (rounds, the trainer, adapters,
-evaluation).
+the demo), ``bootstrap`` (data from the user's own repository), ``data`` (stats, checks,
+exports), ``training`` (rounds, the trainer, adapters, evaluation).
 """
 
 from __future__ import annotations
 
 import os
 
-from compilot.cli import data, serve, training
+from compilot.cli import bootstrap, data, serve, training
 from compilot.cli.app import app, err
 from compilot.feedback.store import StoreError
 
 __all__ = ["app", "main"]
-_COMMANDS = (data, serve, training)  # imported for the commands they register
+_COMMANDS = (bootstrap, data, serve, training)  # imported for the commands they register
 
 
 def main() -> None:
