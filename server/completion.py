@@ -173,7 +173,7 @@ def _setting_spec(patterns: tuple[str, ...]) -> GitIgnoreSpec:
 
 
 @lru_cache(maxsize=4096)
-def _setting_ignores(patterns: tuple[str, ...], path: Path) -> bool:
+def setting_ignores(patterns: tuple[str, ...], path: Path) -> bool:
     """Whether the ``logging.ignore`` patterns match ``path``. The workspace root is not known
     here, so they are matched below every folder of it: ``secrets/*`` matches
     ``/home/u/proj/secrets/x.py``, ``/anchored.py`` a file of that name in any folder."""
@@ -182,7 +182,7 @@ def _setting_ignores(patterns: tuple[str, ...], path: Path) -> bool:
     return any(_matches(spec, "/".join(parts[i:])) for i in range(len(parts)))
 
 
-def _compilotignored(path: Path) -> bool:
+def compilotignored(path: Path) -> bool:
     """Whether the ``.compilotignore`` files in the folders of ``path`` (absolute) ignore it;
     each file's patterns are relative to its folder, and a deeper file's verdict wins."""
     verdict: bool | None = None
@@ -422,7 +422,7 @@ class CompletionService:
         if path.is_absolute():
             paths.append(Path(os.path.realpath(path)))
         patterns = tuple(self.settings.logging.ignore)
-        return not any(_setting_ignores(patterns, p) or (p.is_absolute() and _compilotignored(p))
+        return not any(setting_ignores(patterns, p) or (p.is_absolute() and compilotignored(p))
                        for p in dict.fromkeys(paths))
 
     def _record(self, request: Request, candidates: list[Candidate]) -> bool:

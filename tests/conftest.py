@@ -32,8 +32,10 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store of real completions by the embedded model, labelled by the real checker: what
     `compilot bootstrap` leaves after a run over a small repository of standard-library
     modules (as an editor session would leave it, marked origin "bootstrap")."""
+    import os
     import shutil
     import sysconfig
+    import tempfile
 
     from compilot.feedback.store import Store
     from compilot.paths import DataDir
@@ -41,7 +43,11 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from compilot.settings import Settings
     from compilot.training.bootstrap import Bootstrap, plan
 
-    repo = tmp_path_factory.mktemp("repository")
+    # A fixed folder, not a numbered tmp one: a file's split (train or test) is a hash of its
+    # URI, and the gate's held-out prompts must not come and go with pytest's numbering.
+    repo = Path(tempfile.gettempdir()) / f"compilot-collected-{os.getuid()}"
+    shutil.rmtree(repo, ignore_errors=True)
+    repo.mkdir()
     for name in COLLECTED_MODULES:
         shutil.copy(Path(sysconfig.get_paths()["stdlib"]) / name, repo / name)
     root = tmp_path_factory.mktemp("collected")

@@ -148,7 +148,8 @@ async def test_status_over_a_large_store_leaves_the_loop_free(
     with store._lock:  # noqa: SLF001 - bulk rows for the test, in one transaction
         store._db.execute("BEGIN")  # noqa: SLF001
         store._db.executemany(  # noqa: SLF001
-            "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO requests (id, created_at, uri, language, line, character, prefix, "
+            "suffix, latency_ms, model, adapter, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             ((f"old{i}", long_ago, "file:///x.py", "python", 0, 0, "p", "", 1.0, "m",
               "base", "model") for i in range(300_000)))
         store._db.executemany(  # noqa: SLF001

@@ -12,6 +12,8 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
+from compilot.feedback.records import Candidate, Origin, Request, Source, identified
+from compilot.feedback.store import Store
 from tests.lsp_helpers import (
     CLIENTS,
     TIMEOUT,
@@ -285,6 +287,14 @@ async def test_status_counts_today_and_partial_accepts(client: LanguageClient) -
             range=types.Range(start=at, end=at), text=items[0].insert_text)]))
     assert await command(client, "compilot.accepted", first) is True
     await command(client, "compilot.settle")
+    # `compilot bootstrap` writing beside the server: its requests are not today's editing.
+    bootstrap = Store(DATA_DIR / "events.db")
+    bootstrap.record_request(
+        Request(uri="file:///r/a.py", language="python", line=0, character=0, prefix="x",
+                suffix="", latency_ms=1.0, model="m", adapter="base", source=Source.MODEL,
+                origin=Origin.BOOTSTRAP),
+        identified([Candidate(text="y", raw="y", tokens=1, logprob=-1.0)]))
+    bootstrap.close()
     after = await command(client, "compilot.status")
     today, then = after["today"], before["today"]
     assert today["shown"] == then["shown"] + len(items)

@@ -159,13 +159,16 @@ class Bootstrap:
         self.tally = Tally()
         self._file_status: dict[str, CheckStatus] = {}
 
-    def run(self, tasks: list[Task], progress: Callable[[], None] = lambda: None) -> Tally:
-        """Every task in turn; a KeyboardInterrupt stops after the records of the task in
-        hand are written or before they are (never half: each record is one transaction, and
-        the task is marked done only after its last)."""
+    def run(self, tasks: list[Task], progress: Callable[[], None] = lambda: None, *,
+            stop: Callable[[], bool] = lambda: False) -> Tally:
+        """Every task in turn, until ``stop()`` says so between two tasks. A KeyboardInterrupt
+        in a task leaves it undone (each record is one transaction, and a task is marked done
+        only after its last), so a second run does it again."""
         started = time.perf_counter() - self.tally.seconds
         try:
             for task in tasks:
+                if stop():
+                    break
                 self.complete(task)
                 progress()
         finally:
