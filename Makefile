@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(PY) bench/checks.py
 	$(PY) bench/train.py
 	$(PY) bench/soak.py --requests 10000 --max-tokens 8 --candidates 1
+	$(PY) bench/bootstrap.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -114,7 +114,7 @@ def main() -> None:
                       str(r["per_minute"]), str(r["candidates"]), str(r["labelled"]),
                       str(per_100["kto"]), str(per_100["dpo"]), str(per_100["sft"]),
                       str(r["broken_files"]))
-    console = Console()
+    console = Console(width=140)
     console.print(table)
     for r in results:
         console.print(f"{r['corpus']}: skipped {r['skipped']}; grades {r['by_grade']}")
