@@ -1,0 +1,83 @@
+"""The cost of one LoRA training step on this CPU, by sequence length and precision, side by
+side in one run: the levers of a faster round (issue 14) before they go into the trainer.
+
+One step is a forward and backward pass of the base checkpoint (the serving GGUF dequantized,
+as rounds train it) with the default LoRA (r16, alpha 32, all seven projections) on a batch of
+``--batch`` rows of each length, plus the optimizer step; in float32 and under bfloat16
+autocast (fast where the CPU has avx512_bf16 or AMX; `lscpu` says which). The first step of
+each setting is a warm-up and not counted.
+
+    .venv/bin/python bench/step_cost.py [--batch 4] [--lengths 256,128] [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from compilot.models import embedded_model_path
+from compilot.paths import DataDir
+from compilot.settings import LORA_TARGETS, load
+from compilot.training.base import materialize
+
+
+def cpu_flags() -> str:
+    """The bf16 matrix features `lscpu` reports (empty: none)."""
+    flags = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    return " ".join(sorted(set(re.findall(r"\b(?:avx512_bf16|amx_bf16)\b", flags))))
+
+
+def step_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ids: torch.Tensor,
+                 *, bf16: bool, steps: int) -> float:
+    """Mean seconds per step after one warm-up step (the steps train on: this measures cost,
+    not whether bf16 learns as well, which a round's figures must show)."""
+    times = []
+    for _ in range(steps + 1):
+        started = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        times.append(time.perf_counter() - started)
+    return sum(times[1:]) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--lengths", default="256,128")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    base = materialize(embedded_model_path(), DataDir.of(load()[0]).cache)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+        LoraConfig(r=16, lora_alpha=32, target_modules=list(LORA_TARGETS),
+                   task_type="CAUSAL_LM"))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    table = Table(title=f"one LoRA step, batch {args.batch}, {args.threads} threads; "
+                        f"CPU bf16 features: {cpu_flags() or 'none'}")
+    for column in ("tokens per row", "float32 s/step", "bf16 autocast s/step", "bf16 speed-up"):
+        table.add_column(column, justify="right")
+    for length in (int(v) for v in args.lengths.split(",")):
+        ids = torch.randint(0, 1000, (args.batch, length))
+        fp32 = step_seconds(model, optimizer, ids, bf16=False, steps=args.steps)
+        bf16 = step_seconds(model, optimizer, ids, bf16=True, steps=args.steps)
+        table.add_row(str(length), f"{fp32:.2f}", f"{bf16:.2f}", f"{fp32 / bf16:.2f}x")
+    Console(width=130).print(table)
+
+
+if __name__ == "__main__":
+    main()
