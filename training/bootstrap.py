@@ -157,7 +157,7 @@ class Bootstrap:
         self.root = root
         self.sampling = sampling or Sampling.from_settings(settings.completion)
         self.tally = Tally()
-        self._file_status: dict[str, CheckStatus] = {}
+        self._files: dict[str, tuple[CheckSettings, CheckStatus]] = {}
 
     def run(self, tasks: list[Task], progress: Callable[[], None] = lambda: None, *,
             stop: Callable[[], bool] = lambda: False) -> Tally:
@@ -175,28 +175,25 @@ class Bootstrap:
             self.tally.seconds = time.perf_counter() - started
         return self.tally
 
-    def _checks(self, file: SourceFile) -> CheckSettings:
-        checks = self.settings.checks
-        if file.language in C_FAMILY:
-            checks = replace(checks, c_flags=[*checks.c_flags,
-                                              *include_flags(self.root, file.path)])
-        return checks
-
-    def _status_of(self, file: SourceFile, checks: CheckSettings) -> CheckStatus:
-        """The compile status of the file as it is (with every body in place), once a file."""
-        if file.sha256 not in self._file_status:
+    def _file(self, file: SourceFile) -> tuple[CheckSettings, CheckStatus]:
+        """The check settings of a file (C and C++ with its include flags) and the compile
+        status of the file as it is (every body in place), worked out once a file."""
+        if file.sha256 not in self._files:
+            checks = self.settings.checks
+            if file.language in C_FAMILY:
+                checks = replace(checks, c_flags=[*checks.c_flags,
+                                                  *include_flags(self.root, file.path)])
             status = (check_compile(file.text, file.language, checks).status
                       if available(file.language) else CheckStatus.TOOLCHAIN_MISSING)
-            self._file_status[file.sha256] = status
             self.tally.broken_files += status.failed
-        return self._file_status[file.sha256]
+            self._files[file.sha256] = checks, status
+        return self._files[file.sha256]
 
     def complete(self, task: Task) -> None:
         """One task: generate, record, label, play the accept, mark done."""
         hole, file = task.hole, task.file
         language = language_for(file.language)
-        checks = self._checks(file)
-        status = self._status_of(file, checks)
+        checks, status = self._file(file)
         c = self.settings.completion
         document = hole.prefix + hole.suffix  # the body hidden: what the model sees
         win = window(document, len(hole.prefix), prefix_chars=c.prefix_chars,
