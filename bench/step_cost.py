@@ -7,7 +7,10 @@ as rounds train it) with the default LoRA (r16, alpha 32, all seven projections)
 autocast (fast where the CPU has avx512_bf16 or AMX; `lscpu` says which). The first step of
 each setting is a warm-up and not counted.
 
-    .venv/bin/python bench/step_cost.py [--batch 4] [--lengths 256,128] [--steps 3]
+With ``--store DB`` it also prints how many tokens the prompts and completions of that event
+store's training rows take (what a prompt budget below ``training.max_length`` would cut).
+
+    .venv/bin/python bench/step_cost.py [--batch 4] [--lengths 256,128] [--steps 3] [--store DB]
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import argparse
 import re
 import subprocess
 import time
+from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -49,15 +54,44 @@ def step_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ids: 
     return sum(times[1:]) / steps
 
 
+def token_lengths(store_path: Path, tokenizer: Any) -> Table:
+    """Prompt and completion tokens (p50 / p95 / max) of the KTO, DPO and SFT rows of a store."""
+    from compilot.feedback import datasets as fd
+    from compilot.feedback.store import Store
+    from compilot.settings import DatasetSettings
+
+    store = Store(store_path, read_only=True)
+    table = Table(title=f"tokens of the training rows of {store_path}")
+    for column in ("rows", "count", "prompt p50", "prompt p95", "completion p50",
+                   "completion p95", "completion max"):
+        table.add_column(column, justify="left" if column == "rows" else "right")
+    settings = DatasetSettings(held_out=0.0, synthetic_negatives=False)
+    for kind, column in (("kto", "completion"), ("dpo", "chosen"), ("sft", "completion")):
+        rows = fd.build(store, fd.Selection(kind=kind), settings)["train"]
+        if not len(rows):
+            continue
+        prompts = sorted(len(tokenizer(r["prompt"])["input_ids"]) for r in rows)
+        completions = sorted(len(tokenizer(r[column])["input_ids"]) for r in rows)
+
+        def at(values: list[int], share: float) -> str:
+            return str(values[min(len(values) - 1, int(share * len(values)))])
+
+        table.add_row(f"{kind} {column}", str(len(rows)), at(prompts, 0.5), at(prompts, 0.95),
+                      at(completions, 0.5), at(completions, 0.95), str(completions[-1]))
+    store.close()
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lengths", default="256,128")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--store", type=Path, help="an events.db whose rows to measure")
     args = parser.parse_args()
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -76,7 +110,10 @@ def main() -> None:
         fp32 = step_seconds(model, optimizer, ids, bf16=False, steps=args.steps)
         bf16 = step_seconds(model, optimizer, ids, bf16=True, steps=args.steps)
         table.add_row(str(length), f"{fp32:.2f}", f"{bf16:.2f}", f"{fp32 / bf16:.2f}x")
-    Console(width=130).print(table)
+    console = Console(width=130)
+    console.print(table)
+    if args.store is not None:
+        console.print(token_lengths(args.store, AutoTokenizer.from_pretrained(base)))
 
 
 if __name__ == "__main__":
