@@ -8,7 +8,8 @@ autocast (fast where the CPU has avx512_bf16 or AMX; `lscpu` says which). The fi
 each setting is a warm-up and not counted.
 
 With ``--store DB`` it also prints how many tokens the prompts and completions of that event
-store's training rows take (what a prompt budget below ``training.max_length`` would cut).
+store's training rows take, and how far back in the prompt what a completion draws on lies
+(its function's ``def`` line, the names it uses): what ``training.prompt_tokens`` would cut.
 
     .venv/bin/python bench/step_cost.py [--batch 4] [--lengths 256,128] [--steps 3] [--store DB]
 """
@@ -82,6 +83,63 @@ def token_lengths(store_path: Path, tokenizer: Any) -> Table:
     return table
 
 
+HEADER = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]", re.MULTILINE)
+NAME = re.compile(r"\b[A-Za-z_]\w*\b")
+
+
+def prompt_needs(store_path: Path, tokenizer: Any, budgets: list[int]) -> Table:
+    """How much of the prompt a completion draws on, for the Python rows a round trains on:
+    how many tokens back the enclosing function's ``def`` line starts, and of the names a
+    desirable completion uses that the prompt holds (not keywords or builtins), the share
+    found in the prompt's last N tokens. A prompt budget below this loses what the
+    completion is written from."""
+    import builtins
+    import keyword
+
+    from compilot.feedback import datasets as fd
+    from compilot.feedback.store import Store
+    from compilot.settings import DatasetSettings
+
+    store = Store(store_path, read_only=True)
+    rows = fd.build(store, fd.Selection(kind="kto"), DatasetSettings(
+        held_out=0.0, synthetic_negatives=False))["train"]
+    store.close()
+    common = set(keyword.kwlist) | set(dir(builtins)) | {"self", "cls"}
+    header: list[int] = []
+    names = {budget: [0, 0] for budget in budgets}  # found within the budget, found at all
+    for row in rows:
+        if row["language"] != "python":
+            continue
+        prompt = row["prompt"]
+        ids = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = [start for start, _ in ids["offset_mapping"]]
+        starts = [m.start() for m in HEADER.finditer(prompt)]
+        if starts:
+            header.append(sum(1 for o in offsets if o >= starts[-1]))
+        if not row["label"]:
+            continue
+        used = set(NAME.findall(row["completion"])) - common
+        for budget in budgets:
+            tail = prompt[offsets[-budget]:] if len(offsets) > budget else prompt
+            for name in used:
+                if re.search(rf"\b{re.escape(name)}\b", prompt):
+                    names[budget][1] += 1
+                    names[budget][0] += bool(re.search(rf"\b{re.escape(name)}\b", tail))
+    header.sort()
+    table = Table(title=f"what a completion draws on in the prompt ({len(header)} Python rows "
+                        f"of {store_path}; enclosing def: p50 "
+                        f"{header[len(header) // 2] if header else '-'}, p95 "
+                        f"{header[int(0.95 * len(header))] if header else '-'} tokens back)")
+    for column in ("prompt budget (tokens)", "def line inside", "prompt names the completion "
+                   "uses, inside"):
+        table.add_column(column, justify="right")
+    for budget in budgets:
+        inside = sum(1 for h in header if h <= budget) / max(1, len(header))
+        found, total = names[budget]
+        table.add_row(str(budget), f"{inside:.0%}", f"{found / max(1, total):.0%} of {total}")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=4)
@@ -113,7 +171,9 @@ def main() -> None:
     console = Console(width=130)
     console.print(table)
     if args.store is not None:
-        console.print(token_lengths(args.store, AutoTokenizer.from_pretrained(base)))
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        console.print(token_lengths(args.store, tokenizer))
+        console.print(prompt_needs(args.store, tokenizer, [32, 64, 96, 128, 192, 256, 512]))
 
 
 if __name__ == "__main__":

@@ -191,8 +191,10 @@ class TrainingSettings:
     """One training round: the method, the LoRA and the optimizer (mapped onto trl's configs)."""
 
     method: str = "auto"
-    """auto | kto | dpo | sft. auto: DPO+SFT when preference pairs exist, else KTO on labels,
-    else SFT on revisions."""
+    """auto | kto | dpo | sft. auto: the first method of auto_order with enough data."""
+    auto_order: list[str] = field(default_factory=lambda: ["dpo", "kto", "sft"])
+    """The methods auto tries, best first (the ranking bench/study.py measured): DPO+SFT on
+    preference pairs, KTO on labels of both kinds, SFT on revisions and kept completions."""
     base: str | None = None
     """An HF checkpoint folder to train; empty means the serving GGUF, dequantized once."""
     lora_r: int = 16
@@ -211,6 +213,16 @@ class TrainingSettings:
     """Forward passes per optimizer step (an effective batch of batch_size times this)."""
     max_length: int = 256
     """Tokens of prompt plus completion; longer prompts are cut from the left."""
+    prompt_tokens: int = 128
+    """Tokens of prompt a training row keeps at most, cut from the left (0: as many as fit in
+    max_length). The window the server sends is longer, but what a completion is learnt from
+    sits near the cursor (bench/step_cost.py --store measures where the enclosing function
+    starts), and a step's cost grows with every token (bench/train.py)."""
+    precision: str = "auto"
+    """auto | bf16 | float32. auto: bfloat16 autocast where the hardware computes it natively
+    (a CUDA GPU with bf16; a CPU with avx512_bf16 or amx_bf16), float32 elsewhere."""
+    group_by_length: bool = True
+    """Batch rows of similar length together (less padding), the batches in shuffled order."""
     max_examples: int = 500
     """Rows a round trains on at most (the newest kept)."""
     min_examples: int = 8
@@ -219,6 +231,9 @@ class TrainingSettings:
     """KTO/DPO: how far the policy may move from the reference."""
     sft_weight: float = 1.0
     """DPO: weight of the SFT term beside the sigmoid loss (CodeLutra's dual loss)."""
+    kto_sft_weight: float = 0.0
+    """KTO: weight of an SFT term on the desirable completions (the thesis's KTO + SFT;
+    ``training/kto_sft.py``); 0 is plain KTO."""
     on_policy: bool = True
     """Train on completions made by the serving adapter only (plus the user's revisions)."""
     kto_weighting: str = "none"
@@ -232,6 +247,11 @@ class TrainingSettings:
 
     def __post_init__(self) -> None:
         _one_of("training.kto_weighting", self.kto_weighting, ("none", "grade"))
+        _one_of("training.precision", self.precision, ("auto", "bf16", "float32"))
+        _at_least("training.prompt_tokens", self.prompt_tokens, 0)
+        _at_least("training.kto_sft_weight", self.kto_sft_weight, 0.0)
+        for method in self.auto_order or [""]:
+            _one_of("training.auto_order's methods", method, ("dpo", "kto", "sft"))
 
 
 @dataclass(kw_only=True)
@@ -244,6 +264,12 @@ class GateSettings:
     """HumanEval problems in the pass@1 sample (0 skips that check)."""
     pass_tolerance: float = 0.05
     """pass@1 may drop by at most this much."""
+    robustness_functions: int = 10
+    """Held-out functions asked for in each robustness shape (the prompt ending in the newline
+    after the signature or docstring, in the body's indentation, mid-line, and with a suffix
+    for FIM models), sent as a plain client sends them (0 skips that check)."""
+    robustness_tolerance: float = 0.05
+    """No shape's compile@1 may fall more than this below the base model's."""
     max_tokens: int = 128
     """Tokens per evaluated completion."""
     temperature: float = 0.8

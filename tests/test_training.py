@@ -25,7 +25,7 @@ from compilot.models import embedded_model_path
 from compilot.paths import DataDir
 from compilot.pointer import BASE
 from compilot.settings import DatasetSettings, Settings, TrainingSettings
-from compilot.training import data, train
+from compilot.training import data, precision, train
 from compilot.training.evaluate import Prompt
 from compilot.training.registry import AdapterStatus, Registry
 from compilot.training.rounds import evaluate_pair, judge
@@ -132,6 +132,28 @@ def test_choose(requested: str, counts: dict[str, int], method: str) -> None:
     assert choice.reason
 
 
+@pytest.mark.parametrize("order, counts, method, why", [
+    pytest.param(("kto", "dpo", "sft"), {"pairs": 50, "desirable": 9, "undesirable": 9},
+                 "kto", "9 desirable and 9 undesirable labels: KTO, the first of "
+                 "training.auto_order = kto, dpo, sft with enough data", id="kto-first"),
+    pytest.param(("kto", "dpo", "sft"), {"pairs": 50, "desirable": 30, "undesirable": 0},
+                 "dpo", "(kto: not enough)", id="kto-lacks-a-label"),
+    pytest.param(("sft", "dpo"), {"pairs": 50, "sft": 8}, "sft", "8 revisions", id="sft"),
+])
+def test_auto_follows_the_configured_order(order: tuple[str, ...], counts: dict[str, int],
+                                           method: str, why: str) -> None:
+    choice = train.choose("auto", counts, 8, order)
+    assert choice.method == method
+    assert why in choice.reason
+
+
+def test_an_order_with_an_unknown_method_is_refused() -> None:
+    with pytest.raises(ValueError, match="auto_order"):
+        TrainingSettings(auto_order=["dpo", "ppo"])
+    with pytest.raises(train.TrainingError, match="auto_order"):
+        train.choose("auto", {"pairs": 9}, 8, ())
+
+
 @pytest.mark.parametrize("requested, counts, message", [
     pytest.param("auto", {"pairs": 1, "desirable": 3, "undesirable": 0, "sft": 2},
                  "not enough data", id="too-little"),
@@ -166,6 +188,7 @@ def test_kto_moves_the_preference_toward_desirable(collected: Path, base_checkpo
     report = train.train("kto", rows, base=base_checkpoint, out=tmp_path / "peft",
                          settings=SMALL, kto_weights=weights)
     assert report.method == "kto" and report.steps == SMALL.max_steps
+    assert report.hyperparameters["precision"] == precision.choose("auto").name
     assert 0 < report.trainable_params < report.total_params / 10
     assert report.examples_per_s > 0 and report.peak_memory_mb > 0 and report.train_s > 0
     saved = load_file(tmp_path / "peft" / "adapter_model.safetensors")

@@ -3,7 +3,8 @@
 - KTO (Ethayarajh et al. 2024) on (prompt, completion, label): the thesis's compiles /
   does-not-compile labels. Its KL estimate pairs completions inside a batch, so it needs a
   per-device batch of at least 2; desirable and undesirable weights come from the data's
-  balance (``feedback.datasets.kto_balance``).
+  balance (``feedback.datasets.kto_balance``). With ``training.kto_sft_weight``, plus an SFT
+  term on the desirable side (``training.kto_sft``: the thesis's KTO + SFT).
 - DPO on (prompt, chosen, rejected) with ``loss_type=["sigmoid", "sft"]``: CodeLutra's dual loss
   (the preference term plus likelihood on the chosen side, weighted by ``sft_weight``).
 - SFT on the user's revisions (SEED: train on minimal fixes of the model's own errors), with
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compilot.settings import TrainingSettings
+from compilot.training.precision import choose as choose_precision
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -51,33 +53,52 @@ class Choice:
     reason: str
 
 
-def choose(requested: str, counts: dict[str, int], min_examples: int) -> Choice:
+AUTO_ORDER = ("dpo", "kto", "sft")
+"""``training.auto_order``'s default: pairs (DPO + SFT term, the richest signal), then labels,
+then revisions alone."""
+
+
+def choose(requested: str, counts: dict[str, int], min_examples: int,
+           order: Sequence[str] = AUTO_ORDER) -> Choice:
     """The method for ``requested`` ("auto" or a method) given the rows at hand.
 
     ``counts``: ``pairs`` (DPO rows), ``desirable`` and ``undesirable`` (KTO labels), ``sft``
-    (revisions and accepted compiling completions). auto prefers pairs (DPO+SFT: the richest
-    signal), then labels (KTO needs both classes), then revisions alone (SFT).
+    (revisions and accepted compiling completions). auto takes the first method of ``order``
+    (``training.auto_order``: the ranking bench/study.py measured) that has enough rows: DPO
+    ``min_examples`` pairs, KTO as many labels of both kinds together (it needs both), SFT as
+    many revisions and kept completions.
     """
     pairs, good, bad, sft = (counts.get(k, 0) for k in ("pairs", "desirable", "undesirable",
                                                          "sft"))
+    unknown = [m for m in order if m not in METHODS]
+    if unknown or not order:
+        raise TrainingError(f"training.auto_order must list methods of {', '.join(METHODS)}; "
+                            f"not {list(order)}")
     if requested != "auto":
         if requested not in METHODS:
             raise TrainingError(f"training.method must be auto, {', '.join(METHODS)}; "
                                 f"not {requested!r}")
         have = {"kto": good + bad, "dpo": pairs, "sft": sft}[requested]
         return Choice(requested, f"{requested} was asked for ({have} rows)")
-    if pairs >= min_examples:
-        return Choice("dpo", f"{pairs} preference pairs (>= {min_examples}): DPO with an SFT "
-                             "term on the chosen side")
-    if good and bad and good + bad >= min_examples:
-        return Choice("kto", f"no pairs to speak of ({pairs}); {good} desirable and {bad} "
-                             "undesirable labels: KTO")
-    if sft >= min_examples:
-        return Choice("sft", f"{pairs} pairs, labels {good}/{bad} (KTO needs both kinds); "
-                             f"{sft} revisions and kept completions: SFT")
+    enough = {
+        "dpo": (pairs >= min_examples, f"{pairs} preference pairs (>= {min_examples}): DPO "
+                                       "with an SFT term on the chosen side"),
+        "kto": (bool(good and bad and good + bad >= min_examples),
+                f"{good} desirable and {bad} undesirable labels: KTO"),
+        "sft": (sft >= min_examples, f"{sft} revisions and kept completions: SFT"),
+    }
+    skipped: list[str] = []
+    for method in order:
+        ok, why = enough[method]
+        if ok:
+            before = f" ({'; '.join(skipped)})" if skipped else ""
+            return Choice(method, f"{why}, the first of training.auto_order = "
+                                  f"{', '.join(order)} with enough data{before}")
+        skipped.append(f"{method}: not enough")
     raise TrainingError(
         f"not enough data for a round: {pairs} pairs, {good} desirable and {bad} undesirable "
-        f"labels, {sft} revisions (each method needs training.min_examples = {min_examples})")
+        f"labels, {sft} revisions (each method needs training.min_examples = {min_examples}; "
+        "KTO needs both labels)")
 
 
 @dataclass
@@ -127,8 +148,10 @@ def lora_config(settings: TrainingSettings) -> Any:
                       task_type="CAUSAL_LM")
 
 
-def fit(rows: Dataset, method: str, tokenizer: Any, max_length: int) -> tuple[Dataset, int]:
-    """Rows as the server prompts the model, cut from the left to fit ``max_length``.
+def fit(rows: Dataset, method: str, tokenizer: Any, max_length: int,
+        prompt_tokens: int = 0) -> tuple[Dataset, int]:
+    """Rows as the server prompts the model, cut from the left to fit ``max_length`` and to at
+    most ``prompt_tokens`` of prompt (0: no limit but max_length).
 
     The prompt's trailing whitespace moves to the front of the completion, as the server's
     token healing does (``server.prompt.heal``): the model sees the same prompt it is served,
@@ -154,6 +177,8 @@ def fit(rows: Dataset, method: str, tokenizer: Any, max_length: int) -> tuple[Da
         if budget < MIN_PROMPT_TOKENS:
             dropped += 1
             continue
+        if prompt_tokens:
+            budget = min(budget, prompt_tokens)
         enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
         offsets = enc["offset_mapping"]
         start = offsets[len(offsets) - budget][0] if len(offsets) > budget else 0
@@ -161,6 +186,33 @@ def fit(rows: Dataset, method: str, tokenizer: Any, max_length: int) -> tuple[Da
             kept[column].append(texts.get(column, row[column]))
         kept["prompt"][-1] = prompt[start:]
     return Dataset.from_dict(kept, features=rows.features), dropped
+
+
+def order_by_length(rows: Dataset, method: str, tokenizer: Any, batch_size: int, seed: int,
+                    group: int = 16) -> Dataset:
+    """Rows in an order where each batch of ``batch_size`` holds rows of similar length.
+
+    trl pads a batch to its longest row, so a short row batched with a long one costs as much
+    as the long one. As transformers' LengthGroupedSampler does: shuffle, sort each run of
+    ``group`` batches by length, then shuffle the order of the batches, so that an epoch
+    neither starts with the long rows nor runs from short to long. The trainers then read the
+    rows in this order (KTO always reads sequentially: its KL pairs are fixed in advance).
+    """
+    import random
+
+    targets = ("chosen", "rejected") if method == "dpo" else ("completion",)
+    lengths = [len(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"])
+               + max(len(tokenizer(row[t], add_special_tokens=False)["input_ids"])
+                     for t in targets)
+               for row in rows]
+    rng = random.Random(seed)
+    order = rng.sample(range(len(lengths)), len(lengths))
+    run = batch_size * group
+    ranked = [i for start in range(0, len(order), run)
+              for i in sorted(order[start:start + run], key=lambda i: -lengths[i])]
+    batches = [ranked[start:start + batch_size] for start in range(0, len(ranked), batch_size)]
+    rng.shuffle(batches)
+    return rows.select([i for batch in batches for i in batch])
 
 
 def _peak_memory_mb() -> float:
@@ -171,7 +223,8 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _config(method: str, settings: TrainingSettings, out: Path, extra: dict[str, Any]) -> Any:
+def _config(method: str, settings: TrainingSettings, out: Path, extra: dict[str, Any],
+            bf16: bool = False) -> Any:
     """Trl's config for ``method``: our settings mapped onto it, the rest trl's defaults."""
     import torch
     from trl import DPOConfig, KTOConfig, SFTConfig
@@ -196,11 +249,13 @@ def _config(method: str, settings: TrainingSettings, out: Path, extra: dict[str,
         disable_tqdm=True,
         seed=settings.seed,
         use_cpu=not cuda,
-        # bf16 on a CPU is slow and lossy here; gradient checkpointing trades time for memory
-        # that a 135M model does not need.
-        bf16=bool(cuda and torch.cuda.is_bf16_supported()),
+        bf16=bf16,  # autocast: the weights and the optimizer stay float32 (training.precision)
+        # Gradient checkpointing trades time for memory that a 135M model does not need.
         gradient_checkpointing=False,
         dataloader_num_workers=0,
+        # The rows come in order_by_length's order; KTO reads sequentially in any case.
+        train_sampling_strategy="sequential" if settings.group_by_length or method == "kto"
+        else "random",
     )
     if method == "kto":
         return KTOConfig(**common, beta=settings.beta, **extra)
@@ -225,9 +280,15 @@ def _log_losses() -> Any:
     return LogLosses()
 
 
-def _trainer(method: str) -> Callable[..., Any]:
+def _trainer(method: str, settings: TrainingSettings) -> Callable[..., Any]:
+    from functools import partial
+
     from trl import DPOTrainer, KTOTrainer, SFTTrainer
 
+    if method == "kto" and settings.kto_sft_weight:
+        from compilot.training.kto_sft import trainer_class
+
+        return partial(trainer_class(), sft_weight=settings.kto_sft_weight)
     return {"kto": KTOTrainer, "dpo": DPOTrainer, "sft": SFTTrainer}[method]
 
 
@@ -258,18 +319,22 @@ def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: Traini
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     rows = rows.select_columns(list(COLUMNS[method]))
-    rows, dropped = fit(rows, method, tokenizer, settings.max_length)
+    rows, dropped = fit(rows, method, tokenizer, settings.max_length, settings.prompt_tokens)
     if len(rows) < (2 if method == "kto" else 1):
         raise TrainingError(f"{dropped} of {dropped + len(rows)} rows do not fit in "
                             f"training.max_length = {settings.max_length}; raise it")
+    if settings.group_by_length:
+        rows = order_by_length(rows, method, tokenizer, settings.batch_size, settings.seed)
+    precision = choose_precision(settings.precision)
+    log.info("training in %s: %s", precision.name, precision.reason)
     if parent is not None:
         model = PeftModel.from_pretrained(model, parent, is_trainable=True)
         peft_config = None
     else:
         peft_config = lora_config(settings)
     extra = dict(kto_weights or {}) if method == "kto" else {}
-    config = _config(method, settings, out / "trainer", extra)
-    trainer = _trainer(method)(model=model, args=config, train_dataset=rows,
+    config = _config(method, settings, out / "trainer", extra, bf16=precision.bf16)
+    trainer = _trainer(method, settings)(model=model, args=config, train_dataset=rows,
                                processing_class=tokenizer, peft_config=peft_config,
                                callbacks=[_log_losses(), *callbacks])
     trainer.remove_callback(PrinterCallback)  # prints every log dict to stdout
@@ -283,9 +348,13 @@ def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: Traini
                trainer.state.global_step * settings.batch_size * settings.gradient_accumulation)
     hyper = {k: getattr(settings, k) for k in (
         "lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate", "epochs",
-        "max_steps", "batch_size", "gradient_accumulation", "max_length", "beta", "seed")}
+        "max_steps", "batch_size", "gradient_accumulation", "max_length", "prompt_tokens",
+        "group_by_length", "beta", "seed")}
+    hyper["precision"] = precision.name
     if method == "dpo":
         hyper["sft_weight"] = settings.sft_weight
+    if method == "kto":
+        hyper["kto_sft_weight"] = settings.kto_sft_weight
     hyper.update(extra)
     if parent is not None:
         hyper["continued_from"] = str(parent)
