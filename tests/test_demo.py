@@ -14,6 +14,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.timeout(600)  # the whole loop with its evaluations: about 280 s alone here
 def test_a_tiny_demo_round_runs_the_whole_loop(tmp_path: Path, base_checkpoint: Path) -> None:
     config = tmp_path / "config.toml"
     # The checkpoint the session already materialized (the demo would make its own once).
@@ -37,6 +38,8 @@ def test_a_tiny_demo_round_runs_the_whole_loop(tmp_path: Path, base_checkpoint: 
         evaluation = r["evaluation"]
         for figures in (evaluation["held_out"], evaluation["raw"]["held_out"]):
             assert figures["prompts"] == 4 and 0.0 <= figures["compile@1"] <= 1.0
+        # The robustness set of the held-out functions, asked as plain clients ask.
+        assert {"newline", "indented", "mid_line"} <= set(evaluation["robustness"])
         for figures in (evaluation["humaneval"], evaluation["raw"]["humaneval"]):
             assert figures["problems"] == 2
             assert figures["pass@1"] <= figures["exec@1"] <= figures["compile@1"]

@@ -79,10 +79,12 @@ A function bound to nothing (a callback) has no readable name and makes no hole.
 
 
 def bodies(source: str, language_id: str, path: str, *, min_lines: int = 2,
-           max_lines: int = 12) -> list[Hole] | None:
+           max_lines: int = 12, partial: bool = False) -> list[Hole] | None:
     """The holes of ``source``, one per function body of ``min_lines`` to ``max_lines`` lines,
     in document order; None when the file does not parse (the caller counts it as skipped),
-    except for C and C++, where only the functions that hold a parse error are left out.
+    except for C and C++, where only the functions that hold a parse error are left out, and
+    for any language with ``partial`` (``source`` is a window cut from a file: it may start
+    or end inside a block).
 
     Names are qualified by the enclosing classes, namespaces, impls and functions
     (``Class.method``, ``ns::Foo::bar``) and made unique in the file by ``#2``, ``#3`` in
@@ -98,7 +100,7 @@ def bodies(source: str, language_id: str, path: str, *, min_lines: int = 2,
         raise RuntimeError(f"bodies: the tree-sitter grammar for {language_id!r} is missing; "
                            "reinstall tree-sitter-language-pack")
     root = parser.parse(source.encode("utf-8")).root_node
-    if root.has_error and grammar not in _MACRO_GRAMMARS:
+    if root.has_error and grammar not in _MACRO_GRAMMARS and not partial:
         return None
     lines = source.split("\n")
     starts = [0]

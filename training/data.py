@@ -17,6 +17,7 @@ from compilot.feedback import datasets as fd
 from compilot.feedback.grades import Grade
 from compilot.settings import Settings
 from compilot.training.evaluate import Prompt, prompts_from_rows
+from compilot.training.robustness import Item, robustness_set
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -33,6 +34,8 @@ class RoundData:
     source: str
     """Where the rows came from (the store and its filter, or the file)."""
     balance: dict[str, Any] = field(default_factory=dict)
+    robustness: list[Item] = field(default_factory=list)
+    """The robustness set, from the functions of the held-out rows."""
 
     def counts(self) -> dict[str, int]:
         """What ``train.choose`` decides on."""
@@ -98,7 +101,7 @@ def from_store(store: Store, settings: Settings, *, serving: str,
     if tr.on_policy:
         where += f", completions served by {serving} and revisions since"
     return RoundData(rows, prompts_from_rows(held, settings.gate.held_out_prompts), where,
-                     fd.kto_balance(rows["kto"]))
+                     fd.kto_balance(rows["kto"]), robustness_set(held, settings))
 
 
 # trl's standard formats (https://huggingface.co/docs/trl/dataset_formats), "standard" not
@@ -221,4 +224,4 @@ def from_path(path: Path, settings: Settings) -> RoundData:
     test = loaded["test"] if "test" in loaded else []
     held = prompts_from_rows(test, settings.gate.held_out_prompts) if len(test) else []
     balance = fd.kto_balance(train) if kind == "kto" else {}
-    return RoundData({kind: train}, held, str(path), balance)
+    return RoundData({kind: train}, held, str(path), balance, robustness_set(test, settings))

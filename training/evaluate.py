@@ -32,6 +32,7 @@ from compilot.paths import DataDir
 from compilot.pointer import BASE
 from compilot.server.completion import generate_ranked
 from compilot.server.engine import Engine, Sampling
+from compilot.server.postprocess import cut
 from compilot.settings import Settings
 from compilot.training import benchmarks, sandbox
 from compilot.training.benchmarks import Problem
@@ -43,18 +44,11 @@ from compilot.training.metrics import (
     exact_match,
     mean,
 )
+from compilot.training.prompts import Prompt
 from compilot.training.registry import Registry, RegistryError
+from compilot.training.robustness import Item, by_shape, robustness_of_store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """A cursor from the user's code: the window before and after it."""
-
-    prefix: str
-    suffix: str
-    language: str
 
 
 @dataclass
@@ -66,6 +60,9 @@ class Evaluation:
     humaneval: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The same suites scored on the model's unprocessed output (when asked for)."""
+    robustness: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """By prompt shape (``training.robustness``): compile@1 of the model asked as a plain
+    client asks, its output as it is (raw) and cut where the server would cut it."""
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -147,6 +144,37 @@ class Evaluator:
         return {m: {"prompts": len(prompts), "compile@1": _rate(compiled[m]),
                     "empty": empty[m]} for m in modes}
 
+    def plain(self, prompt: Prompt) -> str:
+        """The greedy completion of ``prompt`` sent as it is, as a plain llama.cpp call or
+        another editor's plugin sends it: no healing, no stop rule, no cut."""
+        sampling = Sampling.from_settings(self.settings.completion, n=1,
+                                          max_tokens=self.max_tokens, seed=0)
+        tokens = self.engine.prompt(prompt.prefix, prompt.suffix, self.max_tokens)
+        return self.engine.generate(tokens, sampling)[0].raw if tokens else ""
+
+    def robustness(self, items: Sequence[Item],
+                   progress: Callable[[], None] = lambda: None) -> dict[str, dict[str, Any]]:
+        """compile@1 per prompt shape: of the plain completion as it is ("raw") and of what
+        the server's cut would keep of it ("cut")."""
+        out: dict[str, dict[str, Any]] = {}
+        for shape, group in by_shape(items).items():
+            if shape == "fim" and self.engine.fim is None:
+                continue  # a model without FIM tokens is never sent a suffix
+            raw: list[list[bool]] = []
+            kept: list[list[bool]] = []
+            empty = 0
+            for item in group:
+                text = self.plain(item.prompt)
+                language = language_for(item.prompt.language)
+                shown = cut(text, item.prompt.prefix, item.prompt.suffix, language)
+                empty += not text.strip()
+                raw.append([self.splices(item.check, text)])
+                kept.append([self.splices(item.check, shown)])
+                progress()
+            out[shape] = {"prompts": len(group), "compile@1": _rate(raw),
+                          "cut compile@1": _rate(kept), "empty": empty}
+        return out
+
     def score(self, task: Problem, text: str) -> tuple[bool, bool, bool]:
         """(compiles, runs, passes) of ``text`` completing ``task``: compile() then the test
         program in the sandbox; "runs" means it ended or stopped on an AssertionError."""
@@ -211,13 +239,15 @@ class Evaluator:
 
     def evaluate(self, version: str, adapter: Path | None, prompts: Sequence[Prompt],
                  tasks: Sequence[Problem], *, modes: Sequence[str] = ("server",),
+                 robustness: Sequence[Item] = (),
                  progress: Callable[[], None] = lambda: None) -> Evaluation:
-        """Both suites with ``adapter`` applied (None: the base alone), in each mode."""
+        """The suites with ``adapter`` applied (None: the base alone), in each mode."""
         started = time.perf_counter()
         self.engine.set_adapter(adapter)
         out = Evaluation(version)
         held = self.held_out(prompts, modes=modes, progress=progress) if prompts else {}
         human = self.suite(tasks, modes=modes, progress=progress) if tasks else {}
+        out.robustness = self.robustness(robustness, progress) if robustness else {}
         out.held_out, out.humaneval = held.get("server", {}), human.get("server", {})
         if "raw" in modes:
             out.raw = {"held_out": held.get("raw", {}), "humaneval": human.get("raw", {})}
@@ -239,7 +269,7 @@ def _rate(results: list[list[bool]], k: int = 1) -> float | None:
     return round(at_k(results, k), 4) if results else None
 
 
-BENCHMARKS = ("humaneval", "held-out", "repair")
+BENCHMARKS = ("humaneval", "held-out", "repair", "robustness")
 """Named benchmarks; any other name is the path of a JSONL file of HumanEval's shape."""
 
 
@@ -249,7 +279,7 @@ def problems_of(benchmark: str, limit: int | None) -> list[Problem]:
         return benchmarks.humaneval(limit)
     if benchmark == "repair":
         return benchmarks.repair_tasks(benchmarks.humaneval(), limit)
-    if benchmark == "held-out":
+    if benchmark in ("held-out", "robustness"):
         return []
     return benchmarks.from_jsonl(Path(benchmark))[:limit]
 
@@ -304,12 +334,33 @@ def run_benchmark(settings: Settings, run: BenchmarkRun, *,
         raise ValueError(str(exc)) from exc
     prompts = (held_out_of_store(settings, run.limit or settings.gate.held_out_prompts)
                if run.benchmark == "held-out" else [])
+    items: list[Item] = []
+    if run.benchmark == "robustness":
+        from compilot.feedback.store import Store
+
+        items = robustness_of_store(Store.in_dir(home), settings,
+                                    run.limit or settings.gate.robustness_functions)
+        if not items:
+            raise ValueError("the store's test split holds no whole function to build the "
+                             "robustness set from (collect more, or run compilot bootstrap)")
     evaluator = Evaluator(resolve_model_path(settings.model.path), settings,
                           max_tokens=run.max_tokens)
     clock = time.perf_counter()
     try:
         evaluator.engine.set_adapter(adapter)
-        if run.benchmark == "held-out":
+        if run.benchmark == "robustness":
+            figures = evaluator.robustness(items, progress=started("robustness prompts",
+                                                                   len(items)))
+            if version != BASE:  # the gate's comparison: each shape against the base
+                evaluator.engine.set_adapter(None)
+                base = evaluator.robustness(items, progress=started("the base", len(items)))
+                for shape, values in figures.items():
+                    old = base.get(shape, {})
+                    values["base compile@1"] = old.get("compile@1")
+                    values["base cut compile@1"] = old.get("cut compile@1")
+                    if values["compile@1"] is not None and old.get("compile@1") is not None:
+                        values["change"] = round(values["compile@1"] - old["compile@1"], 4)
+        elif run.benchmark == "held-out":
             figures = evaluator.held_out(prompts, modes=run.modes,
                                          progress=started("held-out prompts", len(prompts)))
         else:

@@ -8,7 +8,9 @@ abandoned (``Registry.clean``).
 
 The gate (``judge``): on the held-out prompts, the new adapter's compile@1 (of what the server
 shows) must beat the serving model's, or tie it while the raw output's compile@1 beats it; on
-a HumanEval sample its pass@1 may not drop by more than the tolerance.
+a HumanEval sample its pass@1 may not drop by more than the tolerance; on the robustness set
+(``training.robustness``: held-out functions asked for as plain clients ask) no prompt shape's
+compile@1 may fall more than its tolerance below the base model's.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from compilot.training.base import materialize
 from compilot.training.evaluate import Evaluation, Evaluator, Prompt
 from compilot.training.gguf_adapter import peft_to_gguf
 from compilot.training.registry import PEFT_DIR, AdapterInfo, AdapterStatus, Registry
+from compilot.training.robustness import Item
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -57,8 +60,22 @@ class RoundResult:
         return asdict(self)
 
 
-def judge(serving: Evaluation, candidate: Evaluation, gate: GateSettings) -> tuple[bool, str]:
-    """(promote?, why) from the two models' figures."""
+def robustness_loss(base: Evaluation, candidate: Evaluation,
+                    tolerance: float) -> tuple[str, float, float] | None:
+    """The first prompt shape on which ``candidate``'s compile@1 falls more than
+    ``tolerance`` below the base's: (shape, base, candidate); None when none does."""
+    for shape, figures in base.robustness.items():
+        old, new = figures.get("compile@1"), candidate.robustness.get(shape, {}).get("compile@1")
+        if old is not None and new is not None and new < old - tolerance - 1e-9:
+            return shape, old, new
+    return None
+
+
+def judge(serving: Evaluation, candidate: Evaluation, gate: GateSettings,
+          base: Evaluation | None = None) -> tuple[bool, str]:
+    """(promote?, why) from the two models' figures; ``base``: the base model's robustness
+    figures when the serving model is an adapter (each shape is held against the base, so
+    that losses within the tolerance do not add up round after round)."""
     new, old = candidate.held_out.get("compile@1"), serving.held_out.get("compile@1")
     if new is None or old is None:
         return False, "no held-out prompts to judge on; kept, not promoted"
@@ -78,6 +95,18 @@ def judge(serving: Evaluation, candidate: Evaluation, gate: GateSettings) -> tup
             return False, (f"{why}, but HumanEval pass@1 fell {p_old:.3f} -> {p_new:.3f} "
                            f"(tolerance {gate.pass_tolerance})")
         why += f"; HumanEval pass@1 {p_old:.3f} -> {p_new:.3f}"
+    reference = base if base is not None else serving
+    lost = robustness_loss(reference, candidate, gate.robustness_tolerance)
+    if lost is not None:
+        shape, old_r, new_r = lost
+        return False, (f"{why}, but robustness compile@1 ({shape} prompts) fell {old_r:.3f} "
+                       f"-> {new_r:.3f} against the base (tolerance "
+                       f"{gate.robustness_tolerance})")
+    if reference.robustness and candidate.robustness:
+        why += "; robustness " + ", ".join(
+            f"{shape} {figures['compile@1']:.2f}"
+            for shape, figures in candidate.robustness.items()
+            if figures.get("compile@1") is not None)
     return True, why
 
 
@@ -116,23 +145,27 @@ def _steps_callback(progress: Progress, method: str) -> Any:
 def evaluate_pair(settings: Settings, model: Path, serving: tuple[str, Path | None],
                   candidate: tuple[str, Path | None], prompts: list[Prompt],
                   progress: Progress | None = None, *, known: Evaluation | None = None,
-                  modes: tuple[str, ...] = ("server", "raw")) -> tuple[Evaluation, Evaluation]:
-    """Both models on the same held-out prompts and HumanEval sample; ``known`` is the serving
-    model's evaluation on exactly these when the caller has it (it is not run again)."""
+                  modes: tuple[str, ...] = ("server", "raw"),
+                  robustness: Sequence[Item] = ()) -> tuple[Evaluation, Evaluation]:
+    """Both models on the same held-out prompts, robustness set and HumanEval sample;
+    ``known`` is the serving model's evaluation on exactly these when the caller has it (it
+    is not run again)."""
     out = [] if known is None else [known]
     todo = (serving, candidate) if known is None else (candidate,)
-    out += evaluate_models(settings, model, todo, prompts, progress, modes=modes)
+    out += evaluate_models(settings, model, todo, prompts, progress, modes=modes,
+                           robustness=robustness)
     return out[0], out[1]
 
 
 def evaluate_models(settings: Settings, model: Path, models: Sequence[tuple[str, Path | None]],
                     prompts: list[Prompt], progress: Progress | None = None, *,
-                    modes: tuple[str, ...] = ("server", "raw")) -> list[Evaluation]:
-    """Each (version, adapter) on the held-out prompts and the gate's HumanEval sample, with
-    one engine on the base GGUF."""
+                    modes: tuple[str, ...] = ("server", "raw"), humaneval: bool = True,
+                    robustness: Sequence[Item] = ()) -> list[Evaluation]:
+    """Each (version, adapter) on the held-out prompts, the robustness set and (unless
+    ``humaneval`` is false) the gate's HumanEval sample, with one engine on the base GGUF."""
     gate = settings.gate
     tasks = benchmarks.humaneval(gate.humaneval, seed=settings.training.seed) \
-        if gate.humaneval else []
+        if gate.humaneval and humaneval else []
     evaluator = Evaluator(model, settings)
     try:
         out = []
@@ -140,10 +173,10 @@ def evaluate_models(settings: Settings, model: Path, models: Sequence[tuple[str,
             tick: Callable[[], None] = lambda: None  # noqa: E731
             if progress is not None:
                 task = progress.add_task(f"evaluating {version}",
-                                         total=len(prompts) + len(tasks))
+                                         total=len(prompts) + len(tasks) + len(robustness))
                 tick = partial(progress.advance, task)
             out.append(evaluator.evaluate(version, path, prompts, tasks, modes=modes,
-                                          progress=tick))
+                                          robustness=robustness, progress=tick))
         return out
     finally:
         evaluator.close()
@@ -152,13 +185,15 @@ def evaluate_models(settings: Settings, model: Path, models: Sequence[tuple[str,
 def run_round(settings: Settings, *, dataset: Path | None = None, method: str | None = None,
               progress: Progress | None = None, promote: bool = True,
               held_out: list[Prompt] | None = None,
+              robustness: list[Item] | None = None,
               known: dict[str, Evaluation] | None = None,
               modes: tuple[str, ...] = ("server", "raw")) -> RoundResult:
     """One round now. Raises ``train.TrainingError`` when there is nothing to train on.
 
-    ``held_out``: the gate's prompts instead of the data's test split (the demo holds out
-    whole tasks of its own); ``known``: evaluations by version on those same prompts, reused
-    for the serving model and extended with the candidate's; ``modes``: what is scored, from
+    ``held_out`` and ``robustness``: the gate's prompts and robustness set instead of those of
+    the data's test split (the demo holds out whole tasks of its own); ``known``: evaluations
+    by version on those same prompts, reused for the serving model (and the base's
+    robustness figures) and extended with the candidate's; ``modes``: what is scored, from
     the same generations ("server": what the server shows; "raw": the model's output).
     """
     started = time.perf_counter()
@@ -175,7 +210,7 @@ def run_round(settings: Settings, *, dataset: Path | None = None, method: str | 
             Store.in_dir(home), settings, serving=serving,
             serving_since=serving_info.promoted_at if serving_info else None)
     choice = train.choose(method or settings.training.method, round_data.counts(),
-                          settings.training.min_examples)
+                          settings.training.min_examples, settings.training.auto_order)
     log.info("round: %s (data: %s)", choice.reason, round_data.source)
     result = RoundResult(choice, round_data.source)
     rows = round_data.rows.get(choice.method)
@@ -217,15 +252,25 @@ def run_round(settings: Settings, *, dataset: Path | None = None, method: str | 
 
     if promote:
         prompts = round_data.held_out if held_out is None else held_out
+        items = round_data.robustness if robustness is None else robustness
         old, new = evaluate_pair(settings, model, (serving, registry.gguf(serving)),
                                  (version, registry.gguf(version)),
                                  prompts, progress, modes=modes,
-                                 known=(known or {}).get(serving))
+                                 known=(known or {}).get(serving), robustness=items)
         if known is not None:
             known.setdefault(serving, old)
             known[version] = new
-        ok, why = judge(old, new, settings.gate)
+        base_eval = None
+        if serving != BASE and items:
+            base_eval = (known or {}).get(BASE)
+            if base_eval is None or not base_eval.robustness:
+                base_eval = evaluate_models(settings, model, [(BASE, None)], [], progress,
+                                            modes=modes, humaneval=False,
+                                            robustness=items)[0]
+        ok, why = judge(old, new, settings.gate, base_eval)
         result.evaluation = {"serving": old.as_dict(), "candidate": new.as_dict()}
+        if base_eval is not None:
+            result.evaluation["base_robustness"] = base_eval.robustness
         result.verdict = why
         figures = {**result.evaluation, "verdict": why}
         if ok:

@@ -171,7 +171,9 @@ def trainer(
 def evaluate(
     benchmark: Annotated[str, typer.Option(help="humaneval | held-out (the store's test "
                                                 "split) | repair (HumanEval with broken "
-                                                "bodies to fix) | a JSONL file of "
+                                                "bodies to fix) | robustness (held-out "
+                                                "functions asked for as plain clients ask, "
+                                                "against the base) | a JSONL file of "
                                                 "HumanEval's shape")] = "humaneval",
     adapter: Annotated[str, typer.Option(help="current | base | an adapter VERSION")
                        ] = "current",

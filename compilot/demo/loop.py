@@ -32,6 +32,7 @@ from compilot.report import EVALUATION, evaluation_rows, render, value
 from compilot.training import rounds as training_rounds
 from compilot.training.base import materialize
 from compilot.training.registry import AdapterStatus
+from compilot.training.robustness import from_holes
 from compilot.training.train import TrainingError
 
 console = Console()
@@ -89,6 +90,12 @@ def print_round(r: dict[str, Any]) -> None:
                   *(f"{title} raw / shown" for _, _, title in EVALUATION))
     table.add_row(*_evaluation_row(r))
     console.print(table)
+    robust = (r.get("evaluation") or {}).get("robustness") or {}
+    if robust:
+        console.print("  robustness compile@1, prompts sent as plain clients send them (raw / "
+                      "cut): " + ", ".join(
+                          f"{shape} {_pct(v.get('compile@1'))} / {_pct(v.get('cut compile@1'))}"
+                          for shape, v in robust.items()))
 
 
 async def run_demo(*, rounds: int, size: str, seed: int) -> Path:
@@ -110,6 +117,8 @@ async def run_demo(*, rounds: int, size: str, seed: int) -> Path:
                   f"data in {root}")
     held_tasks, round_tasks = split_holes(chosen, rounds, seed)
     prompts = prompts_at_holes(held_tasks, settings)
+    robust = from_holes([(hole, "python") for hole in held_tasks], fim=True,
+                        limit=settings.gate.robustness_functions)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console, transient=True)
     summary: dict[str, Any] = {
@@ -126,7 +135,7 @@ async def run_demo(*, rounds: int, size: str, seed: int) -> Path:
             base = materialize(model, home.cache)
             settings = replace(settings, training=replace(settings.training, base=str(base)))
         known[BASE] = training_rounds.evaluate_models(settings, model, [(BASE, None)], prompts,
-                                                progress, modes=MODES)[0]
+                                                progress, modes=MODES, robustness=robust)[0]
     zero = {"round": 0, "model": BASE, "status": "embedded model",
             "evaluation": known[BASE].as_dict()}
     summary["rounds"].append(zero)
@@ -150,7 +159,7 @@ async def run_demo(*, rounds: int, size: str, seed: int) -> Path:
                 with progress:
                     result = await asyncio.to_thread(
                         training_rounds.run_round, settings, progress=progress, held_out=prompts,
-                        known=known, modes=MODES)
+                        robustness=robust, known=known, modes=MODES)
             except TrainingError as exc:
                 record.update(status="no round", verdict=str(exc))
                 summary["rounds"].append(record)

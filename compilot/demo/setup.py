@@ -66,7 +66,7 @@ def demo_settings(size: Size, root: Path, seed: int) -> settings_mod.Settings:
                          on_policy=True, seed=seed),
         datasets=replace(base.datasets, seed=seed),
         gate=replace(base.gate, held_out_prompts=size.held_out, humaneval=size.humaneval,
-                     max_tokens=size.eval_tokens),
+                     robustness_functions=size.held_out, max_tokens=size.eval_tokens),
     )
 
 
