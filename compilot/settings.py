@@ -223,6 +223,12 @@ class TrainingSettings:
     (a CUDA GPU with bf16; a CPU with avx512_bf16 or amx_bf16), float32 elsewhere."""
     group_by_length: bool = True
     """Batch rows of similar length together (less padding), the batches in shuffled order."""
+    boundaries: dict[str, float] = field(default_factory=lambda: {
+        "healed": 3.0, "newline": 1.0, "indented": 1.0, "mid_line": 1.0})
+    """Where training prompts end, as relative weights (``training/boundaries.py``): healed
+    (where the server ends them), after the newline before the code, after that newline and
+    the indentation, partway into the first line (as plain llama.cpp calls and other editor
+    plugins send them). The default: half healed, the rest spread over the other three."""
     max_examples: int = 500
     """Rows a round trains on at most (the newest kept)."""
     min_examples: int = 8
@@ -252,6 +258,13 @@ class TrainingSettings:
         _at_least("training.kto_sft_weight", self.kto_sft_weight, 0.0)
         for method in self.auto_order or [""]:
             _one_of("training.auto_order's methods", method, ("dpo", "kto", "sft"))
+        for name in self.boundaries:
+            _one_of("training.boundaries' names", name,
+                    ("healed", "newline", "indented", "mid_line"))
+        for weight in self.boundaries.values():
+            _at_least("training.boundaries' weights", weight, 0.0)
+        if not any(self.boundaries.values()):
+            raise RangeError("training.boundaries needs a weight above 0")
 
 
 @dataclass(kw_only=True)

@@ -10,6 +10,11 @@
 - SFT on the user's revisions (SEED: train on minimal fixes of the model's own errors), with
   the loss on the completion only.
 
+Each row's prompt ends where ``training.boundaries`` draws it (healed as the server sends it,
+or after the newline, the indentation or mid-line as plain clients do), and the prompt and the
+completion are tokenized each alone (``training.boundaries``): the tokens trained on are the
+tokens a client sends.
+
 A round continues the serving adapter when there is one (the rounds iterate, as SEED and
 CodeLutra do); the reference model of KTO/DPO is the base with the adapter switched off.
 """
@@ -20,7 +25,8 @@ import logging
 import math
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +127,8 @@ class Report:
     peak_memory_mb: float
     """Peak resident memory of the process (CPU) or peak CUDA memory allocated."""
     loss: float | None
+    boundaries: dict[str, int] = field(default_factory=dict)
+    """Rows per prompt boundary (``training.boundaries``): where their prompts ended."""
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -149,28 +157,38 @@ def lora_config(settings: TrainingSettings) -> Any:
 
 
 def fit(rows: Dataset, method: str, tokenizer: Any, max_length: int,
-        prompt_tokens: int = 0) -> tuple[Dataset, int]:
-    """Rows as the server prompts the model, cut from the left to fit ``max_length`` and to at
+        prompt_tokens: int = 0, boundaries: Mapping[str, float] | None = None,
+        seed: int = 0) -> tuple[Dataset, int]:
+    """Rows as a client prompts the model, cut from the left to fit ``max_length`` and to at
     most ``prompt_tokens`` of prompt (0: no limit but max_length).
 
-    The prompt's trailing whitespace moves to the front of the completion, as the server's
-    token healing does (``server.prompt.heal``): the model sees the same prompt it is served,
-    and the boundary does not split a newline-plus-indent token (which trl would warn about
-    and train on a context that never occurs). trl truncates from the right (keep_start),
+    Each row's prompt ends where ``boundaries`` (``training.boundaries``: weights of
+    ``training.boundaries.BOUNDARIES``) draws it to; None: every row healed. Healed is where
+    the server ends its prompts: the prompt's trailing whitespace moves to the front of the
+    completion (``server.prompt.heal``). The others move text the other way, as plain clients
+    send it; a row with no such place (no newline before its code) stays healed. The
+    ``boundary`` column says which each row got. trl truncates from the right (keep_start),
     which would cut the completion, the part the loss is about; a completion prompt is a
     window before the cursor, whose oldest text matters least. Rows whose completion alone
     leaves less than MIN_PROMPT_TOKENS are dropped.
     """
-    from datasets import Dataset
+    from datasets import Dataset, Value
 
-    from compilot.server.prompt import heal
+    from compilot.training.boundaries import cut, draw
 
     targets = ("chosen", "rejected") if method == "dpo" else ("completion",)
-    kept: dict[str, list[Any]] = {c: [] for c in rows.column_names}
+    drawn = draw(len(rows), boundaries, seed) if boundaries else ["healed"] * len(rows)
+    columns = [c for c in rows.column_names if c != "boundary"]
+    kept: dict[str, list[Any]] = {c: [] for c in [*columns, "boundary"]}
     dropped = 0
-    for row in rows:
-        prompt, held = heal(row["prompt"])
-        texts = {t: held + row[t] for t in targets}
+    for row, boundary in zip(rows, drawn, strict=True):
+        found = cut(row["prompt"], [row[t] for t in targets], boundary)
+        if found is None:
+            boundary = "healed"
+            found = cut(row["prompt"], [row[t] for t in targets], boundary)
+        assert found is not None  # healing always has a place
+        prompt, completions = found
+        texts = dict(zip(targets, completions, strict=True))
         longest = max(len(tokenizer(text, add_special_tokens=False)["input_ids"])
                       for text in texts.values())
         budget = max_length - longest - 2  # BOS / EOS
@@ -182,10 +200,13 @@ def fit(rows: Dataset, method: str, tokenizer: Any, max_length: int,
         enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
         offsets = enc["offset_mapping"]
         start = offsets[len(offsets) - budget][0] if len(offsets) > budget else 0
-        for column in kept:
+        for column in columns:
             kept[column].append(texts.get(column, row[column]))
         kept["prompt"][-1] = prompt[start:]
-    return Dataset.from_dict(kept, features=rows.features), dropped
+        kept["boundary"].append(boundary)
+    features = rows.features.copy()
+    features["boundary"] = Value("string")
+    return Dataset.from_dict(kept, features=features), dropped
 
 
 def order_by_length(rows: Dataset, method: str, tokenizer: Any, batch_size: int, seed: int,
@@ -281,15 +302,20 @@ def _log_losses() -> Any:
 
 
 def _trainer(method: str, settings: TrainingSettings) -> Callable[..., Any]:
+    """The trainer class of ``method``, taking ``boundaries.tokenize``'s rows."""
     from functools import partial
 
     from trl import DPOTrainer, KTOTrainer, SFTTrainer
 
+    from compilot.training.boundaries import pretokenized
+
     if method == "kto" and settings.kto_sft_weight:
         from compilot.training.kto_sft import trainer_class
 
-        return partial(trainer_class(), sft_weight=settings.kto_sft_weight)
-    return {"kto": KTOTrainer, "dpo": DPOTrainer, "sft": SFTTrainer}[method]
+        return partial(pretokenized(trainer_class()), sft_weight=settings.kto_sft_weight)
+    if method == "sft":
+        return SFTTrainer  # takes input_ids and completion_mask as they are
+    return pretokenized({"kto": KTOTrainer, "dpo": DPOTrainer}[method])
 
 
 def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: TrainingSettings,
@@ -305,6 +331,7 @@ def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: Traini
     from transformers import PrinterCallback
 
     from compilot.training.base import load_base
+    from compilot.training.boundaries import tokenize
 
     started = time.perf_counter()
     if method not in METHODS:
@@ -319,12 +346,15 @@ def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: Traini
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     rows = rows.select_columns(list(COLUMNS[method]))
-    rows, dropped = fit(rows, method, tokenizer, settings.max_length, settings.prompt_tokens)
+    rows, dropped = fit(rows, method, tokenizer, settings.max_length, settings.prompt_tokens,
+                        boundaries=settings.boundaries, seed=settings.seed)
     if len(rows) < (2 if method == "kto" else 1):
         raise TrainingError(f"{dropped} of {dropped + len(rows)} rows do not fit in "
                             f"training.max_length = {settings.max_length}; raise it")
     if settings.group_by_length:
         rows = order_by_length(rows, method, tokenizer, settings.batch_size, settings.seed)
+    boundaries = dict(Counter(rows["boundary"]))
+    log.info("prompt boundaries: %s", boundaries)
     precision = choose_precision(settings.precision)
     log.info("training in %s: %s", precision.name, precision.reason)
     if parent is not None:
@@ -334,7 +364,8 @@ def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: Traini
         peft_config = lora_config(settings)
     extra = dict(kto_weights or {}) if method == "kto" else {}
     config = _config(method, settings, out / "trainer", extra, bf16=precision.bf16)
-    trainer = _trainer(method, settings)(model=model, args=config, train_dataset=rows,
+    tokenized = tokenize(rows, method, tokenizer)
+    trainer = _trainer(method, settings)(model=model, args=config, train_dataset=tokenized,
                                processing_class=tokenizer, peft_config=peft_config,
                                callbacks=[_log_losses(), *callbacks])
     trainer.remove_callback(PrinterCallback)  # prints every log dict to stdout
@@ -349,7 +380,7 @@ def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: Traini
     hyper = {k: getattr(settings, k) for k in (
         "lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate", "epochs",
         "max_steps", "batch_size", "gradient_accumulation", "max_length", "prompt_tokens",
-        "group_by_length", "beta", "seed")}
+        "group_by_length", "boundaries", "beta", "seed")}
     hyper["precision"] = precision.name
     if method == "dpo":
         hyper["sft_weight"] = settings.sft_weight
@@ -365,4 +396,5 @@ def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: Traini
         train_s=round(train_s, 2),
         examples_per_s=round(seen / train_s, 3) if train_s > 0 else math.nan,
         peak_memory_mb=round(_peak_memory_mb(), 1),
-        loss=round(losses[-1], 5) if losses else None, hyperparameters=hyper, metrics=metrics)
+        loss=round(losses[-1], 5) if losses else None, boundaries=boundaries,
+        hyperparameters=hyper, metrics=metrics)
