@@ -255,7 +255,7 @@ def main() -> None:
     table = Table(title=f"training on {os.cpu_count()} cores: batch {args.batch} x "
                         f"{args.accum} accumulated, max length {args.max_length} tokens, LoRA "
                         f"r{new.lora_r} alpha {new.lora_alpha} on "
-                        f"{len(new.target_modules)} projections; before: float32, whole "
+                        f"{len(new.target_modules) or 'all'} projections; before: float32, whole "
                         f"prompt; now: {precision.name} ({precision.reason}), prompt "
                         f"<= {new.prompt_tokens} tokens, grouped by length")
     for column in ("run", "s/step", "forward", "no-grad fwd", "backward+opt", "batching",

@@ -200,8 +200,10 @@ class TrainingSettings:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
-    """Projections that get LoRA matrices (all seven linear layers of a llama block)."""
+    target_modules: list[str] = field(default_factory=list)
+    """Projections that get LoRA matrices (``q_proj``, ``c_fc``, ...); empty: every projection
+    of a block that a llama.cpp adapter of the model's architecture carries (a llama or qwen2
+    block's seven, starcoder2's six)."""
     learning_rate: float = 1e-4
     epochs: float = 1.0
     max_steps: int = -1

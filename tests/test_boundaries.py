@@ -133,6 +133,7 @@ def test_the_trainers_take_the_ids_as_they_are(base_checkpoint: Path, tokenizer:
     from trl import DPOTrainer, KTOTrainer
 
     from compilot.training.base import load_base
+    from compilot.training.gguf_adapter import targets
 
     settings = TrainingSettings(batch_size=4, max_steps=1, max_length=128)
     data = rows(8)
@@ -147,7 +148,7 @@ def test_the_trainers_take_the_ids_as_they_are(base_checkpoint: Path, tokenizer:
     trainer_class = pretokenized(KTOTrainer if method == "kto" else DPOTrainer)
     trainer = trainer_class(model=model, args=config, train_dataset=ids,
                             processing_class=tokenizer,
-                            peft_config=train.lora_config(settings))
+                            peft_config=train.lora_config(settings, targets(model, "llama")))
     prepared = trainer.train_dataset
     assert prepared["prompt_ids"] == ids["prompt_ids"]
     if method == "kto":

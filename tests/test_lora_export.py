@@ -232,7 +232,7 @@ GOOD = {f"{Q}.lora_A.weight": np.ones((2, 576), np.float32),
                  r"\['embed_tokens', 'lm_head'\]", id="unsupported-target-in-config"),
     pytest.param({}, {**GOOD, "base_model.model.lm_head.lora_A.weight":
                       np.ones((2, 576), np.float32)},
-                 "unsupported target modules", id="unsupported-target-in-weights"),
+                 "modules with no llama adapter tensor", id="unsupported-target-in-weights"),
     pytest.param({}, {f"{Q}.lora_A.weight": np.ones((2, 576), np.float32)},
                  "lacks lora_A or lora_B", id="missing-b"),
 ])

@@ -137,22 +137,21 @@ class Report:
         return asdict(self)
 
 
-def lora_config(settings: TrainingSettings) -> Any:
-    """The peft LoRA config of the settings (plain LoRA: what llama.cpp can apply)."""
+def lora_config(settings: TrainingSettings, available: Sequence[str]) -> Any:
+    """The peft LoRA config of the settings (plain LoRA: what llama.cpp can apply) for a model
+    whose adapter can carry the projections ``available`` (``gguf_adapter.targets``)."""
     from peft import LoraConfig
 
-    from compilot.training.gguf_adapter import SUPPORTED_TARGETS
-
-    unsupported = sorted(set(settings.target_modules) - SUPPORTED_TARGETS)
-    if unsupported or not settings.target_modules:
+    wanted = list(settings.target_modules) or list(available)
+    unsupported = sorted(set(wanted) - set(available))
+    if unsupported or not wanted:
         raise TrainingError(f"training.target_modules has {unsupported or 'nothing'}: a "
-                            f"llama.cpp adapter can carry {sorted(SUPPORTED_TARGETS)}")
+                            f"llama.cpp adapter of this model can carry {sorted(available)}")
     if settings.lora_r < 1 or settings.lora_alpha <= 0:
         raise TrainingError(f"training.lora_r ({settings.lora_r}) and training.lora_alpha "
                             f"({settings.lora_alpha}) must be positive")
     return LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
-                      lora_dropout=settings.lora_dropout,
-                      target_modules=list(settings.target_modules), bias="none",
+                      lora_dropout=settings.lora_dropout, target_modules=wanted, bias="none",
                       task_type="CAUSAL_LM")
 
 
@@ -332,6 +331,7 @@ def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: Traini
 
     from compilot.training.base import load_base
     from compilot.training.boundaries import tokenize
+    from compilot.training.gguf_adapter import architecture_of, targets
 
     started = time.perf_counter()
     if method not in METHODS:
@@ -361,7 +361,8 @@ def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: Traini
         model = PeftModel.from_pretrained(model, parent, is_trainable=True)
         peft_config = None
     else:
-        peft_config = lora_config(settings)
+        arch = architecture_of(model)
+        peft_config = lora_config(settings, targets(model, arch))
     extra = dict(kto_weights or {}) if method == "kto" else {}
     config = _config(method, settings, out / "trainer", extra, bf16=precision.bf16)
     tokenized = tokenize(rows, method, tokenizer)
@@ -381,6 +382,7 @@ def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: Traini
         "lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate", "epochs",
         "max_steps", "batch_size", "gradient_accumulation", "max_length", "prompt_tokens",
         "group_by_length", "boundaries", "beta", "seed")}
+    hyper["target_modules"] = sorted(trainer.model.peft_config["default"].target_modules)
     hyper["precision"] = precision.name
     if method == "dpo":
         hyper["sft_weight"] = settings.sft_weight
