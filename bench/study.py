@@ -54,7 +54,7 @@ from compilot.settings import Settings
 from compilot.training import benchmarks, data, train
 from compilot.training.base import materialize
 from compilot.training.bodies import bodies
-from compilot.training.bootstrap import Bootstrap, plan
+from compilot.training.bootstrap import Bootstrap, interruptible, plan
 from compilot.training.corpus import Hole
 from compilot.training.evaluate import Evaluator, Prompt
 from compilot.training.gguf_adapter import peft_to_gguf
@@ -166,9 +166,12 @@ class Study:
             runner = Bootstrap(store, engine, adapter=version, settings=self.settings,
                                root=self.corpus,
                                sampling=Sampling.from_settings(self.settings.completion))
-            with self.progress() as bar:
+            with self.progress() as bar, interruptible() as stop:
                 task = bar.add_task(f"bootstrap for {name} ({version})", total=len(tasks))
-                tally = runner.run(tasks, lambda: bar.advance(task))
+                tally = runner.run(tasks, lambda: bar.advance(task), stop=stop)
+            if stop():
+                raise SystemExit(f"interrupted: {tally.tasks} functions of {name} kept; run "
+                                 "the part again to go on")
             engine.llm.close()
             console.print(f"{name}: {tally.tasks} functions, {tally.candidates} candidates, "
                           f"{tally.revisions} revisions, {tally.rate():.1f}/min")

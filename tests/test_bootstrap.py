@@ -260,3 +260,21 @@ def test_a_hostile_repository_gets_through_counted_and_the_secret_is_not_stored(
     for path in data.glob("events.db*"):
         assert KEY.encode() not in path.read_bytes(), path
     assert query(env, "SELECT count(*) FROM requests WHERE prefix LIKE '%<REDACTED>%'") == [(1,)]
+
+
+def test_interruptible_turns_ctrl_c_into_a_flag_and_then_a_stop() -> None:
+    """What bench/study.py and the CLI share: the first Ctrl-C sets the flag read between two
+    functions (bench/study.py's data part ignored Ctrl-C before it used this), the second
+    stops at once, and the handler before the block comes back after it."""
+    from compilot.training.bootstrap import interruptible
+
+    before = signal.getsignal(signal.SIGINT)
+    with interruptible() as stop:
+        assert not stop()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert stop()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is before and stop()

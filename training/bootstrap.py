@@ -20,9 +20,12 @@ the first stopped and a changed file is done again.
 from __future__ import annotations
 
 import hashlib
+import signal
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -143,6 +146,27 @@ class Tally:
     def rate(self) -> float:
         """Tasks per minute."""
         return self.tasks / self.seconds * 60 if self.seconds else 0.0
+
+
+@contextmanager
+def interruptible() -> Iterator[Callable[[], bool]]:
+    """``stop`` for ``Bootstrap.run`` that turns true at Ctrl-C, for the duration of the block.
+
+    A flag, read between two functions: an exception raised by the handler could land in a
+    ctypes callback of llama.cpp, which swallows it (the run went on, then exited 0). A second
+    Ctrl-C raises KeyboardInterrupt at once."""
+    interrupted = threading.Event()
+
+    def on_interrupt(_signum: int, _frame: object) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield interrupted.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Bootstrap:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -92,7 +90,7 @@ def bootstrap(
     from compilot.models import ModelNotFound, resolve_model_path
     from compilot.server import engine as engine_mod
     from compilot.server.engine import ModelLoadError
-    from compilot.training.bootstrap import Bootstrap, plan
+    from compilot.training.bootstrap import Bootstrap, interruptible, plan
     from compilot.training.registry import Registry
 
     log_to_stderr("warning")
@@ -136,38 +134,27 @@ def bootstrap(
         progress = Progress(TextColumn("completing functions"), BarColumn(),
                             MofNCompleteColumn(), _Rate(), TimeRemainingColumn(),
                             console=err, disable=quiet or as_json)
-        interrupted = threading.Event()
-
-        def on_interrupt(_signum: int, _frame: object) -> None:
-            # A flag, read between two functions: an exception raised here could land in a
-            # ctypes callback of llama.cpp, which swallows it. A second Ctrl-C stops at once.
-            if interrupted.is_set():
-                raise KeyboardInterrupt
-            interrupted.set()
-
-        previous = signal.signal(signal.SIGINT, on_interrupt)
-        with progress:
+        interrupted = False
+        with progress, interruptible() as stop:
             bar = progress.add_task("bootstrap", total=len(found.tasks))
             try:
-                run.run(found.tasks, progress=lambda: progress.advance(bar),
-                        stop=interrupted.is_set)
+                run.run(found.tasks, progress=lambda: progress.advance(bar), stop=stop)
             except KeyboardInterrupt:
-                interrupted.set()
-            finally:
-                signal.signal(signal.SIGINT, previous)
+                interrupted = True
+            interrupted = interrupted or stop()
         engine.llm.close()
-        report |= {"adapter": adapter, "interrupted": interrupted.is_set(),
+        report |= {"adapter": adapter, "interrupted": interrupted,
                    "recorded": {**asdict(run.tally), "per_minute": round(run.tally.rate(), 2)}}
         if as_json:
             print(json.dumps(report, indent=2))
         else:
             console.print(_tally_table(run.tally))
-            if interrupted.is_set():
+            if interrupted:
                 console.print(f"interrupted: {run.tally.tasks} functions kept; run it again "
                               "to go on")
             console.print(f"recorded in {home.events_db} as origin 'bootstrap'; "
                           "`compilot train` makes an adapter from it")
-        if interrupted.is_set():
+        if interrupted:
             raise typer.Exit(130)
     finally:
         if store is not None:
