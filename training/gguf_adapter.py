@@ -22,6 +22,7 @@ is refused with the list of those known.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -55,8 +56,10 @@ def _tensor_types() -> frozenset[Any]:
                       t.FFN_DOWN})
 
 
+@functools.lru_cache(maxsize=16)
 def _name_map(arch: str, blocks: int) -> Any:
-    """The ``gguf`` package's map from Hugging Face tensor names to GGUF ones, for ``arch``."""
+    """The ``gguf`` package's map from Hugging Face tensor names to GGUF ones, for ``arch``
+    (built once per architecture and block count: ``targets`` asks it for every module)."""
     import gguf
 
     by_name = {name: key for key, name in gguf.MODEL_ARCH_NAMES.items()}
