@@ -1,5 +1,6 @@
-"""Session fixtures shared by the training tests: the materialized base checkpoint and a data
-dir holding on-policy data collected from the embedded model (each made once per run)."""
+"""Session fixtures shared by the tests: the materialized base checkpoint, a data dir holding
+on-policy data collected from the embedded model, and the tiny models of each architecture
+(``tests/arch_models.py``), each made once per run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from compilot.models import embedded_model_path
+from tests.arch_models import ARCHITECTURES, Fixture, build
 
 COLLECTED_TASKS = 12
 COLLECTED_MODULES = ("textwrap.py", "colorsys.py", "shlex.py", "fnmatch.py", "bisect.py",
@@ -25,6 +27,19 @@ def base_checkpoint(cache_root: Path) -> Path:
     from compilot.training.base import materialize
 
     return materialize(embedded_model_path(), cache_root)
+
+
+@pytest.fixture(scope="session")
+def arch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where ``build`` puts the per-architecture models (each built once per run)."""
+    return tmp_path_factory.mktemp("arch-models")
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def fixture(request: pytest.FixtureRequest, arch_dir: Path) -> Fixture:
+    """Each architecture's tiny model in turn, HF checkpoint and GGUF (module-scoped, so that a
+    module's tests run per architecture one after the other)."""
+    return build(request.param, arch_dir)
 
 
 @pytest.fixture(scope="session")

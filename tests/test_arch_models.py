@@ -6,7 +6,6 @@ Float32 GGUFs and an f32 KV cache keep the comparison tight."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import llama_cpp
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.arch_models import ARCHITECTURES, Fixture, build
+from tests.arch_models import Fixture
 
 PROMPTS = ("def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) +",
            "import numpy as np\n\nvalues = np.arange(10)  # 3 33 333\nprint(values.")
@@ -28,16 +27,6 @@ FIM_TEXTS = {
     "qwen2": ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
     "starcoder2": ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
 }
-
-
-@pytest.fixture(scope="session")
-def arch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("arch-models")
-
-
-@pytest.fixture(scope="module", params=ARCHITECTURES)
-def fixture(request: pytest.FixtureRequest, arch_dir: Path) -> Fixture:
-    return build(request.param, arch_dir)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from compilot.paths import DataDir
 from compilot.pointer import ADAPTER_FILE, BASE
 from compilot.settings import GateSettings, Settings
 from compilot.training import benchmarks, data, train
-from compilot.training.base import materialize
+from compilot.training.base import training_base
 from compilot.training.evaluate import Evaluation, Evaluator, Prompt
 from compilot.training.gguf_adapter import peft_to_gguf
 from compilot.training.registry import PEFT_DIR, AdapterInfo, AdapterStatus, Registry
@@ -218,8 +218,7 @@ def run_round(settings: Settings, *, dataset: Path | None = None, method: str | 
         raise train.TrainingError(f"{round_data.source} has no {choice.method} rows")
 
     model = resolve_model_path(settings.model.path)
-    base = Path(settings.training.base) if settings.training.base else materialize(
-        model, home.cache)
+    base = training_base(settings.training.base, model, home.cache)
     parent = registry.peft(serving)
     if parent is not None and not (parent / "adapter_config.json").is_file():
         log.warning("serving adapter %s has no PEFT weights; training a fresh LoRA", serving)
@@ -230,7 +229,8 @@ def run_round(settings: Settings, *, dataset: Path | None = None, method: str | 
         weights: dict[str, float] = {
             k: float(round_data.balance[k]) for k in ("desirable_weight", "undesirable_weight")
             if k in round_data.balance}
-        report = train.train(choice.method, rows, base=base, out=staging / PEFT_DIR,
+        report = train.train(choice.method, rows, base=base, model_path=model,
+                             out=staging / PEFT_DIR,
                              settings=settings.training, parent=parent, kto_weights=weights,
                              callbacks=callbacks)
         result.report = report
