@@ -202,7 +202,8 @@ class Study:
                                                              "undesirable_weight")
                    if trl_method == "kto" and k in round_data.balance}
         console.print(f"training {name}: {len(rows)} {trl_method} rows ({round_data.counts()})")
-        report = train.train(trl_method, rows, base=self.base, out=out / "peft", settings=tr,
+        report = train.train(trl_method, rows, base=self.base, model_path=self.model,
+                             out=out / "peft", settings=tr,
                              parent=parent, kto_weights=weights)
         peft_to_gguf(out / "peft", self.model, out / "adapter.gguf")
         figures = {**report.as_dict(), "counts": round_data.counts()}

@@ -119,8 +119,9 @@ def one_run(method: str, data: dict[str, list], base: str, out: str,
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     timer = breakdown()
-    report = train.train(method, Dataset.from_dict(data), base=Path(base), out=Path(out),
-                         settings=settings, callbacks=[timer])
+    report = train.train(method, Dataset.from_dict(data), base=Path(base),
+                         model_path=embedded_model_path(), out=Path(out), settings=settings,
+                         callbacks=[timer])
     tail = timer.losses[-max(1, len(timer.losses) // 3):]
     return {"report": report.as_dict(), "seconds": dict(timer.seconds),
             "loss": statistics.mean(tail) if tail else None}

@@ -5,17 +5,21 @@ the completion each tokenized alone and the trainers taking those ids as they ar
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from datasets import Dataset
 
-from compilot.settings import RangeError, TrainingSettings
+from compilot.models import embedded_model_path
+from compilot.server.engine import Engine
+from compilot.settings import ModelSettings, RangeError, TrainingSettings
 from compilot.training import train
 from compilot.training.boundaries import BOUNDARIES, cut, draw, pretokenized, tokenize
 from compilot.training.corpus import Hole
 from compilot.training.robustness import shapes
+from compilot.training.served_tokens import ServedTokens
 
 PROMPT = 'import os\n\n\ndef area(width, height):\n    """The area of a rectangle."""\n    '
 BODY = "total = width * height\n    return total\n"
@@ -26,6 +30,19 @@ def tokenizer(base_checkpoint: Path) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(base_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[ServedTokens]:
+    with ServedTokens(embedded_model_path()) as tokens:
+        yield tokens
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    engine = Engine(embedded_model_path(), ModelSettings(n_ctx=512))
+    yield engine
+    engine.llm.close()
 
 
 def test_each_boundary_moves_text_from_the_completion_to_the_prompt() -> None:
@@ -104,32 +121,33 @@ def test_fit_varies_the_boundary_and_says_which(tokenizer: Any) -> None:
     assert set(healed["boundary"]) == {"healed"}
 
 
-def test_prompt_and_completion_are_tokenized_alone(tokenizer: Any) -> None:
-    """A prompt ending in a newline is trained on the newline token an unhealed client sends;
+def test_prompt_and_completion_are_tokenized_alone(served: ServedTokens, engine: Engine) -> None:
+    """The prompt's ids are the server's own prompt for the same text (``Engine.prompt``), and a
+    prompt ending in a newline is trained on the newline token an unhealed client sends;
     tokenized together, as trl does, the newline would merge with the indentation after it."""
     prompt, (completion,) = cut(PROMPT, [BODY], "newline") or ("", [""])
     row = Dataset.from_dict({"prompt": [prompt], "completion": [completion], "label": [True]})
-    ids = tokenize(row, "kto", tokenizer)[0]
-    sent = tokenizer(prompt)["input_ids"]
+    ids = tokenize(row, "kto", served)[0]
+    sent = engine.prompt(prompt, "", max_tokens=16)
     assert ids["prompt_ids"] == sent
-    assert ids["completion_ids"] == (tokenizer(completion, add_special_tokens=False)["input_ids"]
-                                     + [tokenizer.eos_token_id])
-    joint = tokenizer(prompt + completion)["input_ids"]
+    assert ids["completion_ids"] == engine.tokenize(completion) + [engine.llm.token_eos()]
+    joint = engine.prompt(prompt + completion, "", max_tokens=16)
     assert joint[:len(sent)] != sent  # what trl's split would have trained on instead
 
-    sft = tokenize(row, "sft", tokenizer)[0]
+    sft = tokenize(row, "sft", served)[0]
     assert sft["input_ids"] == ids["prompt_ids"] + ids["completion_ids"]
     assert sft["completion_mask"] == [0] * len(sent) + [1] * len(ids["completion_ids"])
     pair = Dataset.from_dict({"prompt": [prompt], "chosen": [completion],
                               "rejected": ["    pass\n"]})
-    dpo = tokenize(pair, "dpo", tokenizer)[0]
+    dpo = tokenize(pair, "dpo", served)[0]
     assert dpo["prompt_ids"] == sent and dpo["chosen_ids"] == ids["completion_ids"]
-    assert tokenizer.decode(dpo["rejected_ids"]) == "    pass\n" + tokenizer.eos_token
+    assert engine.llm.detokenize(dpo["rejected_ids"], special=True) == b"    pass\n<|im_end|>"
 
 
 @pytest.mark.parametrize("method", ["kto", "dpo"])
 def test_the_trainers_take_the_ids_as_they_are(base_checkpoint: Path, tokenizer: Any,
-                                               tmp_path: Path, method: str) -> None:
+                                               served: ServedTokens, tmp_path: Path,
+                                               method: str) -> None:
     from trl import DPOTrainer, KTOTrainer
 
     from compilot.training.base import load_base
@@ -142,7 +160,7 @@ def test_the_trainers_take_the_ids_as_they_are(base_checkpoint: Path, tokenizer:
                                   "rejected": ["pass\n"] * len(data)})
     weights = dict.fromkeys(BOUNDARIES, 1.0)
     fitted, _ = train.fit(data, method, tokenizer, 128, boundaries=weights, seed=0)
-    ids = tokenize(fitted, method, tokenizer)
+    ids = tokenize(fitted, method, served)
     model, _ = load_base(base_checkpoint)
     config = train._config(method, settings, tmp_path, {})
     trainer_class = pretokenized(KTOTrainer if method == "kto" else DPOTrainer)
@@ -164,7 +182,8 @@ def test_the_trainers_take_the_ids_as_they_are(base_checkpoint: Path, tokenizer:
 def test_a_round_reports_its_boundaries(base_checkpoint: Path, tmp_path: Path) -> None:
     settings = TrainingSettings(batch_size=2, gradient_accumulation=1, max_steps=1,
                                 max_length=128, boundaries=dict.fromkeys(BOUNDARIES, 1.0))
-    report = train.train("sft", rows(8), base=base_checkpoint, out=tmp_path / "peft",
+    report = train.train("sft", rows(8), base=base_checkpoint, model_path=embedded_model_path(),
+                         out=tmp_path / "peft",
                          settings=settings)
     assert sum(report.boundaries.values()) == report.examples == 8
     assert len(report.boundaries) > 1

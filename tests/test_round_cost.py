@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from datasets import Dataset
 
+from compilot.models import embedded_model_path
 from compilot.settings import RangeError, TrainingSettings
 from compilot.training import precision, train
 
@@ -129,7 +130,8 @@ def test_kto_with_an_sft_term_adds_the_desirable_side_likelihood(base_checkpoint
         settings = TrainingSettings(max_steps=1, batch_size=4, gradient_accumulation=1,
                                     max_length=128, kto_sft_weight=weight)
         logs = Logs()
-        report = train.train("kto", data, base=base_checkpoint, out=tmp_path / str(weight),
+        report = train.train("kto", data, base=base_checkpoint, model_path=embedded_model_path(),
+                             out=tmp_path / str(weight),
                              settings=settings, callbacks=[logs])
         assert report.hyperparameters["kto_sft_weight"] == weight
         first[weight] = next(entry for entry in logs.logs if "loss" in entry)

@@ -170,7 +170,8 @@ def test_kto_needs_a_batch_of_two(tmp_path: Path, base_checkpoint: Path) -> None
     rows = Dataset.from_dict({"prompt": ["def f():\n    "] * 2, "completion": ["return 1"] * 2,
                               "label": [True, False]})
     with pytest.raises(train.TrainingError, match="batch_size"):
-        train.train("kto", rows, base=base_checkpoint, out=tmp_path,
+        train.train("kto", rows, base=base_checkpoint, model_path=embedded_model_path(),
+                    out=tmp_path,
                     settings=TrainingSettings(batch_size=1))
 
 
@@ -185,7 +186,8 @@ def test_kto_moves_the_preference_toward_desirable(collected: Path, base_checkpo
     rows = round_data.rows["kto"]
     assert set(rows["label"]) == {True, False}, round_data.counts()
     weights = {k: round_data.balance[k] for k in ("desirable_weight", "undesirable_weight")}
-    report = train.train("kto", rows, base=base_checkpoint, out=tmp_path / "peft",
+    report = train.train("kto", rows, base=base_checkpoint, model_path=embedded_model_path(),
+                         out=tmp_path / "peft",
                          settings=SMALL, kto_weights=weights)
     assert report.method == "kto" and report.steps == SMALL.max_steps
     assert report.hyperparameters["precision"] == precision.choose("auto").name

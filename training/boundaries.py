@@ -29,6 +29,8 @@ from compilot.training.robustness import mid_line
 if TYPE_CHECKING:
     from datasets import Dataset
 
+    from compilot.training.served_tokens import ServedTokens
+
 BOUNDARIES = ("healed", "newline", "indented", "mid_line")
 """``healed``: where the server ends its prompt (before the trailing whitespace);
 ``newline``: after the last newline before the completion's code; ``indented``: after that
@@ -84,22 +86,22 @@ def draw(count: int, boundaries: Mapping[str, float], seed: int) -> list[str]:
     return random.Random(seed).choices(list(chosen), weights=list(chosen.values()), k=count)
 
 
-def tokenize(rows: Dataset, method: str, tokenizer: Any) -> Dataset:
-    """Rows of text (``train.fit``'s) as token ids: the prompt tokenized alone, each
-    completion alone with the end-of-text token after it (what trl appends).
+def tokenize(rows: Dataset, method: str, served: ServedTokens) -> Dataset:
+    """Rows of text (``train.fit``'s) as the served model's token ids: the prompt as the
+    server builds it (with the row's suffix for a FIM model), each completion tokenized alone
+    with the end-of-text token after it (what trl appends).
 
     KTO: prompt_ids, completion_ids, label; DPO: prompt_ids, chosen_ids, rejected_ids; SFT:
     input_ids and completion_mask (the loss on the completion only).
     """
     from datasets import Dataset
 
-    eos = [tokenizer.eos_token_id]
+    eos = [served.eos]
     targets = ("chosen", "rejected") if method == "dpo" else ("completion",)
     out: dict[str, list[Any]] = {}
     for row in rows:
-        prompt = tokenizer(row["prompt"])["input_ids"]
-        ids = {t: tokenizer(row[t], add_special_tokens=False)["input_ids"] + eos
-               for t in targets}
+        prompt = served.prompt(row["prompt"], row.get("suffix") or "")
+        ids = {t: served.ids(row[t]) + eos for t in targets}
         if method == "sft":
             values: dict[str, Any] = {
                 "input_ids": prompt + ids["completion"],

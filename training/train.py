@@ -157,9 +157,14 @@ def lora_config(settings: TrainingSettings, available: Sequence[str]) -> Any:
 
 def fit(rows: Dataset, method: str, tokenizer: Any, max_length: int,
         prompt_tokens: int = 0, boundaries: Mapping[str, float] | None = None,
-        seed: int = 0) -> tuple[Dataset, int]:
+        seed: int = 0, fim: bool = False) -> tuple[Dataset, int]:
     """Rows as a client prompts the model, cut from the left to fit ``max_length`` and to at
     most ``prompt_tokens`` of prompt (0: no limit but max_length).
+
+    ``fim``: the model takes fill-in-the-middle prompts, so a row's ``suffix`` is part of its
+    prompt: cut from the right to at most a quarter of the prompt's budget, as
+    ``Engine.prompt`` cuts it, the prefix taking the rest but the three FIM tokens. Without it
+    the suffix is left as it is (``served_tokens`` leaves it out of the ids).
 
     Each row's prompt ends where ``boundaries`` (``training.boundaries``: weights of
     ``training.boundaries.BOUNDARIES``) draws it to; None: every row healed. Healed is where
@@ -196,12 +201,21 @@ def fit(rows: Dataset, method: str, tokenizer: Any, max_length: int,
             continue
         if prompt_tokens:
             budget = min(budget, prompt_tokens)
+        suffix = row.get("suffix")
+        if fim and suffix:
+            enc = tokenizer(suffix, add_special_tokens=False, return_offsets_mapping=True)
+            offsets = enc["offset_mapping"]
+            keep = min(len(offsets), budget // 4)
+            suffix = suffix[:offsets[keep - 1][1]] if keep else ""
+            budget -= keep + 3
         enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
         offsets = enc["offset_mapping"]
         start = offsets[len(offsets) - budget][0] if len(offsets) > budget else 0
         for column in columns:
             kept[column].append(texts.get(column, row[column]))
         kept["prompt"][-1] = prompt[start:]
+        if fim and "suffix" in kept:
+            kept["suffix"][-1] = suffix
         kept["boundary"].append(boundary)
     features = rows.features.copy()
     features["boundary"] = Value("string")
@@ -317,13 +331,16 @@ def _trainer(method: str, settings: TrainingSettings) -> Callable[..., Any]:
     return pretokenized({"kto": KTOTrainer, "dpo": DPOTrainer}[method])
 
 
-def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: TrainingSettings,
-          parent: Path | None = None, kto_weights: dict[str, float] | None = None,
+def train(method: str, rows: Dataset, *, base: Path, model_path: Path, out: Path,
+          settings: TrainingSettings, parent: Path | None = None,
+          kto_weights: dict[str, float] | None = None,
           callbacks: Sequence[Any] = ()) -> Report:
     """Train a LoRA with ``method`` on ``rows`` and save the PEFT adapter in ``out``.
 
-    ``base`` is an HF checkpoint (``training.base.materialize``); ``parent`` a PEFT adapter to
-    continue (the serving one). ``kto_weights``: desirable_weight / undesirable_weight.
+    ``base`` is the HF checkpoint of the GGUF ``model_path`` the adapter is for
+    (``training.base.training_base``); the rows become that GGUF's token ids, laid out as the
+    server prompts it (``served_tokens``). ``parent`` a PEFT adapter to continue (the serving
+    one). ``kto_weights``: desirable_weight / undesirable_weight.
     """
     import torch
     from peft import PeftModel
@@ -332,6 +349,7 @@ def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: Traini
     from compilot.training.base import load_base
     from compilot.training.boundaries import tokenize
     from compilot.training.gguf_adapter import architecture_of, targets
+    from compilot.training.served_tokens import ServedTokens
 
     started = time.perf_counter()
     if method not in METHODS:
@@ -345,9 +363,12 @@ def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: Traini
     model, tokenizer = load_base(base)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    rows = rows.select_columns(list(COLUMNS[method]))
+    served = ServedTokens(model_path)
+    rows = rows.select_columns([*COLUMNS[method],
+                                *(["suffix"] if "suffix" in rows.column_names else [])])
     rows, dropped = fit(rows, method, tokenizer, settings.max_length, settings.prompt_tokens,
-                        boundaries=settings.boundaries, seed=settings.seed)
+                        boundaries=settings.boundaries, seed=settings.seed,
+                        fim=served.fim is not None)
     if len(rows) < (2 if method == "kto" else 1):
         raise TrainingError(f"{dropped} of {dropped + len(rows)} rows do not fit in "
                             f"training.max_length = {settings.max_length}; raise it")
@@ -365,7 +386,8 @@ def train(method: str, rows: Dataset, *, base: Path, out: Path, settings: Traini
         peft_config = lora_config(settings, targets(model, arch))
     extra = dict(kto_weights or {}) if method == "kto" else {}
     config = _config(method, settings, out / "trainer", extra, bf16=precision.bf16)
-    tokenized = tokenize(rows, method, tokenizer)
+    with served:
+        tokenized = tokenize(rows, method, served)
     trainer = _trainer(method, settings)(model=model, args=config, train_dataset=tokenized,
                                processing_class=tokenizer, peft_config=peft_config,
                                callbacks=[_log_losses(), *callbacks])
