@@ -2,19 +2,21 @@
 
 Each command module registers its commands on ``app`` when imported: ``serve`` (the server and
 the demo), ``bootstrap`` (data from the user's own repository), ``data`` (stats, checks,
-exports), ``training`` (rounds, the trainer, adapters, evaluation).
+exports), ``training`` (rounds, the trainer, adapters, evaluation), ``models`` (what the
+embedded and the configured GGUF are), ``doctor`` (whether the set-up works).
 """
 
 from __future__ import annotations
 
 import os
 
-from compilot.cli import bootstrap, data, serve, training
+from compilot.cli import bootstrap, data, doctor, models, serve, training
 from compilot.cli.app import app, err
 from compilot.feedback.store import StoreError
 
 __all__ = ["app", "main"]
-_COMMANDS = (bootstrap, data, serve, training)  # imported for the commands they register
+# imported for the commands they register
+_COMMANDS = (bootstrap, data, doctor, models, serve, training)
 
 
 def main() -> None:
