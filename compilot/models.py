@@ -74,7 +74,7 @@ FIM_SPELLINGS = {
 }
 REPO_CONTROL_SPELLINGS = {"repo": "<repo_name>", "file_sep": "<file_sep>"}
 """StarCoder2's repository tokens, which llama.cpp does not report as fim_rep / fim_sep: the
-engine (``server/engine.py``, ``_REPO_TEXTS``) looks them up as control tokens by their text."""
+engine (``server/engine.py``) looks them up as control tokens by these texts."""
 _CONTROL = 3  # gguf.TokenType.CONTROL
 
 

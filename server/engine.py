@@ -5,7 +5,10 @@ Why our own loop rather than ``create_completion``:
   floats, ~400 MB at n_ctx 2048 for a 49k vocabulary, and slower steps); reading the last
   token's logits after each step costs one n_vocab copy;
 - fill-in-the-middle: ``create_completion(suffix=...)`` in 0.3.36 puts token 0 where the FIM
-  tokens belong (a TODO in its source), so the FIM sequence is built here from the vocab's ids;
+  tokens belong (a TODO in its source), so the FIM sequence is built here from the vocab's ids,
+  with other files of the repository before it in the layout the model family trained on;
+- stopping: llama.cpp's end-of-generation set misses tokens a FIM model emits when it starts a
+  new document (StarCoder2's ``<file_sep>``, any model's ``<fim_prefix>``), so we stop on those;
 - n candidates share one prompt evaluation (the KV cache is rewound to the prompt's end);
 - cancellation between prompt batches and between tokens.
 
@@ -18,7 +21,7 @@ import ctypes
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from compilot.feedback.records import Candidate
+from compilot.models import REPO_CONTROL_SPELLINGS
 from compilot.settings import CompletionSettings, ModelSettings
 
 log = logging.getLogger(__name__)
@@ -69,11 +73,42 @@ class Counters:
 
 @dataclass(frozen=True)
 class FimTokens:
-    """The model's fill-in-the-middle token ids."""
+    """The model's fill-in-the-middle token ids (-1: the vocabulary has no such token)."""
 
     prefix: int
     suffix: int
     middle: int
+    repo: int = -1
+    """Starts the repository's name: ``<|repo_name|>`` (Qwen2.5-Coder), ``<repo_name>``
+    (StarCoder2)."""
+    file_sep: int = -1
+    """Starts each file of the repository: ``<|file_sep|>``, ``<file_sep>``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepoFormat:
+    """How a model family lays out other files of the repository before the FIM prompt."""
+
+    after_repo: str
+    """Text between the repository's name and the first file separator."""
+    after_file: str
+    """Text after each file's content, before the next file separator."""
+    path_in_prefix: bool
+    """Whether the current file's path follows the FIM prefix token (else it precedes it)."""
+
+
+# Qwen2.5-Coder (its README, "Repository Level Code Infilling"; also llama.cpp's /infill,
+# format_prompt_infill in tools/server):
+#   <|repo_name|>{repo}\n<|file_sep|>{path}\n{text}\n ... <|file_sep|>{path}\n<|fim_prefix|>...
+QWEN_REPO = RepoFormat(after_repo="\n", after_file="\n", path_in_prefix=False)
+# StarCoder2 (arXiv 2402.19173, section 5, repository-context FIM):
+#   <repo_name>{repo}<file_sep>{path}\n{text} ... <file_sep><fim_prefix>{path}\n{prefix}...
+STARCODER2_REPO = RepoFormat(after_repo="", after_file="", path_in_prefix=True)
+# llama.cpp reports only Qwen's spellings as fim_rep and fim_sep, so StarCoder2's are looked
+# up by their text (they are control tokens of its vocabulary; compilot.models, which
+# describes a GGUF without loading it, knows them too).
+_REPO_TEXTS = (REPO_CONTROL_SPELLINGS["repo"],)
+_FILE_SEP_TEXTS = (REPO_CONTROL_SPELLINGS["file_sep"],)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +170,8 @@ class Engine:
         self.n_vocab = self.llm.n_vocab()
         self._vocab = self.llm._model.vocab
         self.fim = self._fim_tokens()
+        self.repo_format = self._repo_format()
+        self.stop_ids = self._stop_tokens()
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self.counters = Counters()
         self.name = path.name
@@ -156,7 +193,49 @@ class Engine:
         cpp = self._llama_cpp
         ids = (cpp.llama_vocab_fim_pre(self._vocab), cpp.llama_vocab_fim_suf(self._vocab),
                cpp.llama_vocab_fim_mid(self._vocab))
-        return FimTokens(*ids) if all(i >= 0 for i in ids) else None
+        if not all(i >= 0 for i in ids):
+            return None
+        return FimTokens(*ids, repo=self._repo_token(), file_sep=self._file_sep_token())
+
+    def _control(self, texts: tuple[str, ...]) -> int:
+        """The id of the control token spelled as one of ``texts``, or -1."""
+        for text in texts:
+            ids = self.llm.tokenize(text.encode(), add_bos=False, special=True)
+            if len(ids) == 1 and self._llama_cpp.llama_vocab_is_control(self._vocab, ids[0]):
+                return int(ids[0])
+        return -1
+
+    def _repo_token(self) -> int:
+        found = int(self._llama_cpp.llama_vocab_fim_rep(self._vocab))
+        return found if found >= 0 else self._control(_REPO_TEXTS)
+
+    def _file_sep_token(self) -> int:
+        found = int(self._llama_cpp.llama_vocab_fim_sep(self._vocab))
+        return found if found >= 0 else self._control(_FILE_SEP_TEXTS)
+
+    def _repo_format(self) -> RepoFormat | None:
+        """The family's repository layout; None without FIM or file separator tokens."""
+        if self.fim is None or self.fim.file_sep < 0:
+            return None
+        spelled = self.llm.detokenize([self.fim.file_sep], special=True).decode(errors="replace")
+        # Other spellings llama.cpp knows get the layout its /infill endpoint uses (Qwen's).
+        return STARCODER2_REPO if spelled in _FILE_SEP_TEXTS else QWEN_REPO
+
+    def _stop_tokens(self) -> frozenset[int]:
+        """Tokens that end a candidate besides llama.cpp's end-of-generation ones: end of turn,
+        FIM padding, and any token that starts a new document or FIM part."""
+        cpp, vocab = self._llama_cpp, self._vocab
+        ids = {cpp.llama_vocab_eot(vocab), cpp.llama_vocab_fim_pad(vocab),
+               cpp.llama_vocab_fim_pre(vocab), cpp.llama_vocab_fim_suf(vocab),
+               cpp.llama_vocab_fim_mid(vocab), self._repo_token(), self._file_sep_token(),
+               # llama.cpp may report another spelling (SmolLM2: <reponame>, not <repo_name>)
+               self._control(_REPO_TEXTS), self._control(_FILE_SEP_TEXTS)}
+        return frozenset(int(i) for i in ids if i >= 0)
+
+    def stops(self, token: int) -> bool:
+        """Whether ``token`` ends a candidate (it is not part of the completion)."""
+        return token in self.stop_ids or bool(
+            self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     # -- adapters --------------------------------------------------------------------------
 
@@ -193,11 +272,20 @@ class Engine:
         data = text.encode("utf-8", errors="replace")
         return self.llm.tokenize(data, add_bos=False, special=False) if data else []
 
-    def prompt(self, prefix: str, suffix: str, max_tokens: int) -> list[int]:
-        """The prompt for a cursor between ``prefix`` and ``suffix``.
+    def prompt(self, prefix: str, suffix: str, max_tokens: int, *, path: str | None = None,
+               context: Sequence[tuple[str, str]] = (), repo: str | None = None) -> list[int]:
+        """The prompt for a cursor between ``prefix`` and ``suffix`` in the file ``path``.
 
         FIM models get ``<PRE> prefix <SUF> suffix <MID>``; others the prefix alone. The
         prefix is trimmed from the left and the suffix from the right to fit the context.
+
+        ``context`` holds other files as (path, text), the most relevant last. A FIM model with
+        a file separator token gets them, the repository's name ``repo`` (left out when None)
+        and ``path`` before the FIM part, as its family was trained (``RepoFormat``); a model
+        without one gets no context (and no path). The files only take the room the prefix
+        and suffix leave: each is whole or left out, the least relevant first, so the prefix
+        and suffix are what they would be without context. Without ``path`` and ``context``
+        the prompt is the FIM (or prefix) prompt alone.
         """
         budget = self.n_ctx - max_tokens - 4
         pre = self.tokenize(prefix)
@@ -207,7 +295,37 @@ class Engine:
         suf = self.tokenize(suffix)
         suf = suf[: max(0, min(len(suf), budget // 4, budget - len(pre)))]
         pre = pre[max(0, len(pre) - (budget - len(suf) - len(bos))):]
-        return bos + [self.fim.prefix] + pre + [self.fim.suffix] + suf + [self.fim.middle]
+        fim = [self.fim.prefix] + pre + [self.fim.suffix] + suf + [self.fim.middle]
+        if self.repo_format is None or (path is None and not context):
+            return bos + fim
+        return bos + self._repository(fim, path, context, repo,
+                                      budget - len(bos) - len(pre) - len(suf))
+
+    def _repository(self, fim: list[int], path: str | None,
+                    context: Sequence[tuple[str, str]], repo: str | None,
+                    room: int) -> list[int]:
+        """``fim`` (``<PRE> prefix <SUF> suffix <MID>``) after the repository's name, the
+        files of ``context`` that fit in ``room`` tokens and the current file's ``path``; the
+        FIM part alone when even the names do not fit."""
+        assert self.fim is not None and self.repo_format is not None
+        layout, sep = self.repo_format, self.fim.file_sep
+        head = ([self.fim.repo, *self.tokenize(repo + layout.after_repo)]
+                if repo is not None and self.fim.repo >= 0 else [])
+        named = self.tokenize(f"{path}\n") if path is not None else []
+        current = ([sep, fim[0], *named, *fim[1:]] if layout.path_in_prefix
+                   else [sep, *named, *fim])
+        room -= len(head) + len(current) - len(fim)
+        if room < 0:
+            return fim
+        files: list[list[int]] = []
+        for other, text in reversed(context):
+            if room <= 1:
+                break
+            tokens = [sep, *self.tokenize(f"{other}\n{text}{layout.after_file}")]
+            if len(tokens) <= room:
+                files.append(tokens)
+                room -= len(tokens)
+        return head + [t for tokens in reversed(files) for t in tokens] + current
 
     # -- generation ------------------------------------------------------------------------
 
@@ -299,7 +417,7 @@ class Engine:
             else:
                 forced = ""
                 token, logprob = self._pick(logits, sampling, index, rng)
-            if self._llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            if self.stops(token):
                 break
             out.append(token)
             logprobs.append(logprob)

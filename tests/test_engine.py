@@ -31,6 +31,17 @@ def test_embedded_model_has_no_fim_and_prompt_is_prefix(engine: Engine) -> None:
     assert engine.prompt(PREFIX, "ignored suffix", 16) == engine.tokenize(PREFIX)
 
 
+def test_embedded_model_drops_context_but_stops_at_a_new_file(engine: Engine) -> None:
+    # SmolLM2's vocabulary has StarCoder2's <file_sep> but no FIM tokens: no repository
+    # layout, yet a <file_sep> it emits ends the candidate.
+    plain = engine.prompt(PREFIX, "", 16)
+    assert engine.repo_format is None
+    assert engine.prompt(PREFIX, "", 16, path="a.py", repo="r",
+                         context=[("b.py", "B = 1\n")]) == plain
+    [file_sep] = engine.llm.tokenize(b"<file_sep>", add_bos=False, special=True)
+    assert file_sep in engine.stop_ids and engine.stops(file_sep)
+
+
 def test_candidates_have_log_probs_and_are_reproducible(engine: Engine) -> None:
     three = sampling(n=3, max_tokens=12, temperature=0.8, seed=7)
     first = engine.generate(engine.prompt(PREFIX, "", 12), three, forced="    ")
