@@ -305,6 +305,12 @@ _COMPILERS = {
 }
 
 
+def toolchains() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Each language's compile check: language id -> (what runs, the executables it needs on
+    PATH; none for an in-process check)."""
+    return {language: (c.tool, c.needs) for language, c in _COMPILERS.items()}
+
+
 def available(language_id: str) -> bool:
     """Whether the compile toolchain of ``language_id`` is installed."""
     compiler = _COMPILERS.get(language_id)

@@ -227,12 +227,11 @@ def check_store(settings: Settings) -> tuple[Result, frozenset[str]]:
 def toolchains() -> dict[tuple[str, ...], tuple[list[str], str]]:
     """The commands each language's compile check needs, as feedback/compilers.py runs them:
     needs -> (languages, what runs)."""
-    # compilers.py keeps the table private; its public ``available()`` says only yes or no.
-    from compilot.feedback.compilers import _COMPILERS
+    from compilot.feedback import compilers
 
     grouped: dict[tuple[str, ...], tuple[list[str], str]] = {}
-    for language, compiler in _COMPILERS.items():
-        grouped.setdefault(compiler.needs, ([], compiler.tool))[0].append(language)
+    for language, (tool, needs) in compilers.toolchains().items():
+        grouped.setdefault(needs, ([], tool))[0].append(language)
     return grouped
 
 
