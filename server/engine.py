@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,18 @@ class FimTokens:
     (StarCoder2)."""
     file_sep: int = -1
     """Starts each file of the repository: ``<|file_sep|>``, ``<file_sep>``."""
+
+    @staticmethod
+    def of(llama_cpp: Any, vocab: Any) -> FimTokens | None:
+        """The prefix, suffix and middle ids llama.cpp reports for ``vocab``; None without
+        all three."""
+        ids = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
+               llama_cpp.llama_vocab_fim_mid(vocab))
+        return FimTokens(*(int(i) for i in ids)) if all(i >= 0 for i in ids) else None
+
+    def wrap(self, prefix: list[int], suffix: list[int]) -> list[int]:
+        """``<PRE> prefix <SUF> suffix <MID>`` of the two texts' ids."""
+        return [self.prefix, *prefix, self.suffix, *suffix, self.middle]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,12 +202,10 @@ class Engine:
             self.n_threads = n
 
     def _fim_tokens(self) -> FimTokens | None:
-        cpp = self._llama_cpp
-        ids = (cpp.llama_vocab_fim_pre(self._vocab), cpp.llama_vocab_fim_suf(self._vocab),
-               cpp.llama_vocab_fim_mid(self._vocab))
-        if not all(i >= 0 for i in ids):
+        fim = FimTokens.of(self._llama_cpp, self._vocab)
+        if fim is None:
             return None
-        return FimTokens(*ids, repo=self._repo_token(), file_sep=self._file_sep_token())
+        return replace(fim, repo=self._repo_token(), file_sep=self._file_sep_token())
 
     def _control(self, texts: tuple[str, ...]) -> int:
         """The id of the control token spelled as one of ``texts``, or -1."""
@@ -295,7 +305,7 @@ class Engine:
         suf = self.tokenize(suffix)
         suf = suf[: max(0, min(len(suf), budget // 4, budget - len(pre)))]
         pre = pre[max(0, len(pre) - (budget - len(suf) - len(bos))):]
-        fim = [self.fim.prefix] + pre + [self.fim.suffix] + suf + [self.fim.middle]
+        fim = self.fim.wrap(pre, suf)
         if self.repo_format is None or (path is None and not context):
             return bos + fim
         return bos + self._repository(fim, path, context, repo,

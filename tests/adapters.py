@@ -1,11 +1,13 @@
 """A random LoRA adapter for the embedded model, built without torch: PEFT's file layout
 (adapter_config.json + adapter_model.safetensors) written with numpy, then converted to a GGUF
-adapter by the real converter. For tests of the adapter swap."""
+adapter by the real converter. For tests of the adapter swap. And a random PEFT LoRA on a
+transformers model, for the tests that compare llama.cpp with the merged PEFT model."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from gguf import GGUFReader
@@ -50,3 +52,22 @@ def random_adapter(base_gguf: Path, out_dir: Path, *, rank: int = 4, scale: floa
         "peft_type": "LORA", "r": rank, "lora_alpha": 2 * rank, "bias": "none",
         "target_modules": sorted(m.split(".")[1] for m in shapes)}))
     return peft_to_gguf(peft_dir, base_gguf, out_dir / "adapter.gguf")
+
+
+def random_peft(model: Any, targets: list[str], *, rank: int, alpha: int,
+                b_scale: float) -> Any:
+    """``model`` (transformers) wrapped in a PEFT LoRA on ``targets`` with random A and B:
+    PEFT's ``init_lora_weights=False`` (nn.Linear's Kaiming init), B scaled by ``b_scale``,
+    torch's seed 0."""
+    import peft
+    import torch
+
+    torch.manual_seed(0)
+    config = peft.LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets,
+                             init_lora_weights=False)
+    wrapped = peft.get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in wrapped.named_parameters():
+            if "lora_B" in name:
+                param.mul_(b_scale)
+    return wrapped

@@ -33,6 +33,7 @@ from compilot.training import train
 from compilot.training.boundaries import tokenize
 from compilot.training.gguf_adapter import peft_to_gguf, targets
 from compilot.training.served_tokens import ServedTokens
+from tests.adapters import random_peft
 from tests.arch_models import Fixture
 from tests.test_training import copy_store
 
@@ -79,18 +80,11 @@ def hf_logits(model: Any, ids: list[int]) -> np.ndarray:
 def lora(fixture: Fixture, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, list]:
     """(the converted GGUF adapter, the merged PEFT model, the base's greedy continuations by
     llama.cpp per prompt)."""
-    import peft
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(fixture.hf_dir, dtype=torch.float32).eval()
-    torch.manual_seed(0)
-    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=targets(model, fixture.arch),
-                             init_lora_weights=False)
-    wrapped = peft.get_peft_model(model, config)
-    with torch.no_grad():
-        for name, param in wrapped.named_parameters():
-            if "lora_B" in name:
-                param.mul_(B_SCALE)
+    wrapped = random_peft(model, targets(model, fixture.arch), rank=4, alpha=8,
+                          b_scale=B_SCALE)
     folder = tmp_path_factory.mktemp(f"lora-{fixture.arch}")
     wrapped.save_pretrained(folder / "peft")
     adapter = peft_to_gguf(folder / "peft", fixture.gguf, folder / "adapter.gguf")

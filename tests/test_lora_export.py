@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import peft
 import pytest
 import torch
 from llama_cpp import Llama, llama_get_logits_ith
@@ -25,6 +24,7 @@ from compilot.models import embedded_model_path
 from compilot.settings import ModelSettings
 from compilot.training.base import load_base
 from compilot.training.gguf_adapter import peft_to_gguf, permute_qk
+from tests.adapters import random_peft
 
 PROMPTS = [
     "def fibonacci(n):\n",
@@ -106,14 +106,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, base_checkpoint: Path,
     """(adapter dir, transformers base logits per prompt, merged PEFT model)."""
     model, _ = load_base(base_checkpoint)
     model.eval()
-    torch.manual_seed(0)
-    config = peft.LoraConfig(r=8, lora_alpha=16, target_modules=TARGETS,
-                             init_lora_weights=False)
-    wrapped = peft.get_peft_model(model, config)
-    with torch.no_grad():
-        for name, param in wrapped.named_parameters():
-            if "lora_B" in name:
-                param.mul_(B_SCALE)
+    wrapped = random_peft(model, TARGETS, rank=8, alpha=16, b_scale=B_SCALE)
     with wrapped.disable_adapter():
         base_logits = [hf_logits(wrapped, ids)[-1] for ids in prompt_ids]
     adapter_dir = tmp_path_factory.mktemp("adapter")

@@ -123,17 +123,6 @@ def _gguf_facts(gguf: Path) -> tuple[str, int, int]:
     return arch, int(facts[0].contents()), int(facts[1].contents())
 
 
-def _gguf_ids(gguf: Path, text: str) -> list[int]:
-    """``text`` as llama.cpp's tokenizer of ``gguf`` splits it (no BOS, no special tokens)."""
-    import llama_cpp
-
-    llm = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
-    try:
-        return llm.tokenize(text.encode(), add_bos=False, special=False)
-    finally:
-        llm.close()
-
-
 def check_base(hf_dir: Path, gguf: Path) -> None:
     """Raise BaseMismatch unless the HF checkpoint ``hf_dir`` is the model in ``gguf``.
 
@@ -145,6 +134,7 @@ def check_base(hf_dir: Path, gguf: Path) -> None:
     import json
 
     from compilot.training.gguf_adapter import HF_MODEL_TYPES
+    from compilot.training.served_tokens import ServedTokens
 
     hf_dir, gguf = Path(hf_dir), Path(gguf)
     config_path = hf_dir / "config.json"
@@ -175,7 +165,8 @@ def check_base(hf_dir: Path, gguf: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(hf_dir)
     except (OSError, ValueError) as exc:
         raise BaseMismatch(f"training.base {hf_dir}: its tokenizer does not load: {exc}") from exc
-    ours = _gguf_ids(gguf, PROBE)
+    with ServedTokens(gguf) as served:
+        ours = served.ids(PROBE)
     # Training rows are llama.cpp's ids (served_tokens): what must agree is the text each id
     # stands for. How each tokenizer splits a text may differ (transformers lacks some
     # pre-tokenizers); that alone costs nothing, since transformers' split is never trained on.

@@ -24,13 +24,10 @@ class ServedTokens:
     def __init__(self, gguf: Path) -> None:
         import llama_cpp
 
-        self._cpp = llama_cpp
         self._llm = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, n_ctx=8,
                                     verbose=False)
         vocab = self._llm._model.vocab
-        ids = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
-               llama_cpp.llama_vocab_fim_mid(vocab))
-        self.fim = FimTokens(*ids) if all(i >= 0 for i in ids) else None
+        self.fim = FimTokens.of(llama_cpp, vocab)
         self.bos = ([llama_cpp.llama_vocab_bos(vocab)]
                     if llama_cpp.llama_vocab_get_add_bos(vocab) else [])
         self.eos = int(llama_cpp.llama_vocab_eos(vocab))
@@ -46,8 +43,7 @@ class ServedTokens:
         builds them (the texts already cut to the budget by ``train.fit``)."""
         if self.fim is None:
             return self.bos + self.ids(prefix)
-        return (self.bos + [self.fim.prefix] + self.ids(prefix) + [self.fim.suffix]
-                + self.ids(suffix) + [self.fim.middle])
+        return self.bos + self.fim.wrap(self.ids(prefix), self.ids(suffix))
 
     def close(self) -> None:
         """Free the vocabulary."""
