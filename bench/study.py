@@ -14,7 +14,10 @@ method's round-1 adapter, continuing it. Every model is scored on the same promp
 
 Raw (the model's own text) and shown (what the server shows) are scored from one generation.
 Each part is cached in ``--work`` (one JSON per model, one store per round's data, one folder per
-adapter), so the study runs in pieces across sessions and a rerun only does what is missing:
+adapter), so the study runs in pieces across sessions and a rerun only does what is missing.
+Only the round-1 data (the base's bootstrap: recorded text, whatever CPU sampled it) serves every
+machine; scores, adapters and round-2 data are kept per CPU (``machine_key``), because llama.cpp's
+and torch's numerics differ between CPUs and a pairing of scores must come from one machine:
 
     .venv/bin/python bench/study.py --part data      # round-1 data (the base's bootstrap)
     .venv/bin/python bench/study.py --part base      # the base on every suite
@@ -30,6 +33,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import resource
 import time
 from collections.abc import Callable, Iterable
@@ -58,6 +62,7 @@ from compilot.training.bootstrap import Bootstrap, interruptible, plan
 from compilot.training.corpus import Hole
 from compilot.training.evaluate import Evaluator, Prompt
 from compilot.training.gguf_adapter import peft_to_gguf
+from compilot.training.precision import cpu_features
 from compilot.training.repository import SourceFile, walk
 from compilot.training.robustness import SHAPES, Item, from_holes
 
@@ -104,6 +109,20 @@ def prompts(holes: Iterable[Hole], settings: Settings) -> list[Prompt]:
     return out
 
 
+def machine_key(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU a study's scores and adapters belong to: its model name and a hash of its
+    feature flags (two machines with the same name can differ in AVX-512 or AMX)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        text = ""
+    name = next((line.partition(":")[2] for line in text.splitlines()
+                 if line.startswith("model name")), "unknown")
+    slug = "-".join(re.findall(r"[a-z0-9]+", name.lower().replace("(r)", "")))[:40]
+    flags = hashlib.sha256(" ".join(sorted(cpu_features(cpuinfo))).encode()).hexdigest()[:8]
+    return f"{slug or 'unknown'}-{flags}"
+
+
 class Study:
     """The study's inputs and its cache."""
 
@@ -115,7 +134,8 @@ class Study:
             datasets=replace(self.settings.datasets, held_out=HELD_OUT),
             gate=replace(self.settings.gate, max_tokens=args.max_tokens))
         self.work: Path = args.work
-        self.work.mkdir(parents=True, exist_ok=True)
+        self.machine = self.work / "machines" / machine_key()
+        self.machine.mkdir(parents=True, exist_ok=True)
         self.model = embedded_model_path()
         self.corpus: Path = args.corpus
         self.base = materialize(self.model, DataDir.of(self.settings).cache)
@@ -146,7 +166,9 @@ class Study:
     # -- data ------------------------------------------------------------------------------
 
     def store(self, name: str) -> Path:
-        return self.work / "data" / name / "events.db"
+        """Round 1's data (the base's) serves every machine; later rounds' are this CPU's."""
+        root = self.work if name == "round1" else self.machine
+        return root / "data" / name / "events.db"
 
     def bootstrap(self, name: str, adapter: Path | None, version: str) -> Path:
         """The bootstrap of the corpus's training files by ``adapter`` (resumable)."""
@@ -182,7 +204,7 @@ class Study:
     # -- training --------------------------------------------------------------------------
 
     def adapter_dir(self, name: str) -> Path:
-        return self.work / "adapters" / name
+        return self.machine / "adapters" / name
 
     def train(self, name: str, method: str, store: Path, version: str, parent: Path | None,
               overrides: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +236,7 @@ class Study:
 
     def scores(self, name: str, adapter: Path | None) -> dict[str, Any]:
         """Every suite, per prompt, for one model (cached per suite)."""
-        path = self.work / "scores" / f"{name}.json"
+        path = self.machine / "scores" / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         have: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
         todo = [s for s in ("held-out", "shifted", "robustness", "humaneval") if s not in have]
@@ -295,10 +317,10 @@ COLUMNS = [  # (title, suite, mode, index into a HumanEval score)
 
 def table(study: Study) -> Table:
     """Each scored model: its rates, and against the base the paired difference."""
-    scores_dir = study.work / "scores"
+    scores_dir = study.machine / "scores"
     found = {p.stem: json.loads(p.read_text()) for p in sorted(scores_dir.glob("*.json"))}
     base = found.get("base", {})
-    out = Table(title=f"the method study ({study.work}): rates, then points against the base "
+    out = Table(title=f"the method study ({study.machine}): rates, then points against the base "
                       "(wins/losses on the same prompts)")
     out.add_column("model")
     out.add_column("rows / steps / train s", justify="right")
@@ -342,7 +364,7 @@ def sweep(study: Study, method: str, ranks: list[int]) -> Table:
         report = study.train(name, method, store, "base", None,
                              {"lora_r": r, "lora_alpha": 2 * r})
         adapter = study.adapter_dir(name) / "adapter.gguf"
-        path = study.work / "scores" / f"{name}.json"
+        path = study.machine / "scores" / f"{name}.json"
         scores = study.scores(name, adapter) if not path.exists() else json.loads(
             path.read_text())
         held = scores.get("held-out", {}).get("per_prompt", {})

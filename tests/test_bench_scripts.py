@@ -5,6 +5,8 @@ that the demo no longer had)."""
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,5 +19,21 @@ def test_bench_script_imports(script: Path) -> None:
     spec = importlib.util.spec_from_file_location(f"bench_{script.stem}", script)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # runs its imports; main() only under __main__
+    sys.modules[spec.name] = module  # as an import would (dataclasses look their module up)
+    try:
+        spec.loader.exec_module(module)  # runs its imports; main() only under __main__
+    finally:
+        del sys.modules[spec.name]
     assert callable(getattr(module, "main", None)), f"{script.name} has no main()"
+
+
+@pytest.mark.parametrize("script", [p for p in sorted(BENCH.glob("*.py"))
+                                    if p.stem in sys.stdlib_module_names],
+                         ids=lambda p: p.name)
+def test_a_script_named_as_a_standard_module_runs(script: Path) -> None:
+    """Run as a script, a file named like a standard-library module (bench/typing.py) comes
+    first on sys.path and is imported in its place by the standard library itself."""
+    done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout
