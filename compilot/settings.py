@@ -108,6 +108,31 @@ class CompletionSettings:
 
 
 @dataclass(kw_only=True)
+class ContextSettings:
+    """Other files in the prompt: chunks of the files opened or saved recently
+    (``server/context.py``)."""
+
+    enabled: bool = True
+    tokens: int = 256
+    """Tokens of other files' chunks a prompt may carry at most (0: none)."""
+    chunk_lines: int = 24
+    """Lines of a chunk at most (a top-level definition, or part of one)."""
+    max_chunks: int = 64
+    """Chunks the ring keeps; the oldest leave first."""
+    max_similarity: float = 0.5
+    """A chunk more like the window than this (Jaccard over identifiers) is left out: it
+    makes the model repeat code."""
+
+    def __post_init__(self) -> None:
+        _at_least("context.tokens", self.tokens, 0)
+        _at_least("context.chunk_lines", self.chunk_lines, 1)
+        _at_least("context.max_chunks", self.max_chunks, 0)
+        if not 0.0 < self.max_similarity <= 1.0:
+            raise RangeError(f"context.max_similarity must be in (0, 1], not "
+                             f"{self.max_similarity!r}")
+
+
+@dataclass(kw_only=True)
 class LoggingSettings:
     """What is recorded in the event store."""
 
@@ -315,6 +340,7 @@ class Settings:
 
     model: ModelSettings = field(default_factory=ModelSettings)
     completion: CompletionSettings = field(default_factory=CompletionSettings)
+    context: ContextSettings = field(default_factory=ContextSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     checks: CheckSettings = field(default_factory=CheckSettings)
     datasets: DatasetSettings = field(default_factory=DatasetSettings)

@@ -101,5 +101,8 @@ class Request:
     adapter: str
     source: Source
     origin: Origin = Origin.EDITOR
+    context: tuple[dict[str, object], ...] = ()
+    """The chunks of other files the prompt carried before the window (``path``, ``start``,
+    ``text``), in prompt order."""
     id: str = field(default_factory=new_id)
     created_at: float = field(default_factory=time.time)

@@ -131,6 +131,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX requests_origin ON requests(origin);
     """,
+    # 5: cross-file context (issue 16): the chunks of other files a request's prompt carried
+    # before its window, as JSON [{"path", "start", "text"}] (NULL: none), so that training
+    # sees the prompt the model saw.
+    """
+    ALTER TABLE requests ADD COLUMN context TEXT;
+    """,
 ]
 
 _FAILING_SQL = ", ".join(f"'{status}'" for status in sorted(FAILING))
@@ -410,12 +416,13 @@ class Store:
         statements: list[tuple[str, Sequence[object]]] = [
             (
                 "INSERT INTO requests (id, created_at, uri, language, line, character, prefix, "
-                "suffix, latency_ms, model, adapter, source, origin) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "suffix, latency_ms, model, adapter, source, origin, context) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (request.id, request.created_at, request.uri, request.language, request.line,
                  request.character, redact(request.prefix), redact(request.suffix),
                  request.latency_ms, request.model, request.adapter, request.source,
-                 request.origin),
+                 request.origin,
+                 redact(json.dumps(list(request.context))) if request.context else None),
             )
         ]
         for rank, c in enumerate(candidates):

@@ -13,7 +13,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -36,6 +36,7 @@ from compilot.languages import Language, language_for
 from compilot.models import ModelNotFound, resolve_model_path
 from compilot.pointer import BASE
 from compilot.server import engine as engine_mod
+from compilot.server.context import NONE, Choice, ContextRing
 from compilot.server.engine import Cancelled, Engine, ModelLoadError, Sampling
 from compilot.server.postprocess import cut, should_stop
 from compilot.server.prompt import Window, heal, unheal, window
@@ -47,6 +48,15 @@ from compilot.thread_budget import ThreadBudget
 log = logging.getLogger(__name__)
 
 IGNORE_FILE = ".compilotignore"
+MAX_CONTEXT_FILE_CHARS = 1_000_000
+"""A bigger file (generated, minified, data) is not cut into the context ring."""
+
+
+def _approx_tokens(text: str) -> int:
+    """A text's tokens, over-estimated (code runs about 3.5 characters a token for the
+    vocabularies here): the choice of context chunks is made on the editor's loop, where the
+    engine's tokenizer, busy on the worker, is not asked."""
+    return len(text) // 3 + 1
 
 
 @dataclass
@@ -198,19 +208,34 @@ def compilotignored(path: Path) -> bool:
     return verdict is True
 
 
+def context_prompt(engine: Engine, prefix: str, suffix: str, max_tokens: int,
+                   language: Language, context: Choice, path: str | None) -> list[int]:
+    """The prompt with other files' chunks before the window: as files for a model with
+    repository tokens (``Engine.prompt(context=)``), else as comments before the prefix (which
+    the engine trims from the left first when the prompt is too long)."""
+    if not context.chunks:
+        return engine.prompt(prefix, suffix, max_tokens)
+    if engine.repo_format is not None:
+        return engine.prompt(prefix, suffix, max_tokens, path=path, context=context.files())
+    return engine.prompt(context.as_comments(language.comment) + prefix, suffix, max_tokens)
+
+
 def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language,
                     sampling: Sampling, *, before: str | None = None, after: str | None = None,
                     rank_by_syntax: bool = True,
                     cancelled: Callable[[], bool] = lambda: False,
+                    context: Choice = NONE, path: str | None = None,
                     ) -> tuple[list[Candidate], list[str]]:
     """The server's model pipeline for one window: heal → prompt → generate → cut → rank.
 
     Returns (ranked candidates, the model's raw texts). ``before``/``after`` are the whole
-    document around the cursor for the splice check (default: the window). The evaluator calls
-    this too, so that what it measures is what the server shows.
+    document around the cursor for the splice check (default: the window); ``context`` the
+    chunks of other files the prompt carries (``context_prompt``) and ``path`` how it names
+    this file. The evaluator calls this too, so that what it measures is what the server shows.
     """
     prompt_prefix, held = heal(prefix)
-    tokens = engine.prompt(prompt_prefix, suffix, sampling.max_tokens)
+    tokens = context_prompt(engine, prompt_prefix, suffix, sampling.max_tokens, language,
+                            context, path)
     if not tokens:
         # Nothing before the cursor, and a model with neither FIM tokens nor a BOS: there is
         # nothing to continue (an empty file, the cursor at 0:0). The answer is empty.
@@ -254,6 +279,47 @@ class CompletionService:
         """The model's unprocessed candidates of the last computed request (benchmarks)."""
         self.placed: LRU[str, Placement] = LRU(4096)
         """candidate id -> Placement, for following an accepted candidate."""
+        self.context = self._ring(settings)
+        """Chunks of the files the user opened or saved, for the prompts of the others."""
+        self._paths: dict[str, str] = {}
+        self._cutter = ThreadPoolExecutor(1, thread_name_prefix="compilot-context")
+        self._cutting: Future[None] | None = None
+
+    # -- other files -----------------------------------------------------------------------
+
+    def _ring(self, settings: Settings) -> ContextRing:
+        c = settings.context
+        return ContextRing(max_chunks=c.max_chunks, chunk_lines=c.chunk_lines,
+                           max_similarity=c.max_similarity, excluded=self._private)
+
+    def _private(self, uri: str) -> bool:
+        """Whether a file may not be shown to the model as context (nor recorded): the
+        setting ``logging.ignore`` or a ``.compilotignore`` names it."""
+        return self._ignored(uri)
+
+    def file_seen(self, uri: str, text: str, path: str | None = None) -> Future[None] | None:
+        """A file was opened or saved (or left after edits): cut it into the context ring, on
+        a thread of its own; ``path`` is how prompts name it (default: its file path)."""
+        c = self.settings.context
+        if not c.enabled or c.tokens <= 0 or len(text) > MAX_CONTEXT_FILE_CHARS:
+            return None
+        name = path or uri_path(uri)
+        self._paths[uri] = name
+        ring = self.context
+        self._cutting = self._cutter.submit(ring.add_file, uri, name, text)
+        return self._cutting
+
+    def context_settled(self, timeout: float | None = None) -> None:
+        """Wait until the files given to ``file_seen`` are in the ring (tests, benchmarks)."""
+        if self._cutting is not None:
+            self._cutting.result(timeout)
+
+    def _choose(self, uri: str, win: Window) -> Choice:
+        c = self.settings.context
+        if not c.enabled or c.tokens <= 0 or self.engine is None:
+            return NONE
+        return self.context.choose(uri, win.prefix + win.suffix, anchor=win.start,
+                                   budget=c.tokens, measure=_approx_tokens)
 
     # -- the model -------------------------------------------------------------------------
 
@@ -300,6 +366,8 @@ class CompletionService:
     def reconfigure(self, settings: Settings) -> None:
         """Apply new settings; reload the model only when its settings changed."""
         reload = settings.model != self.settings.model
+        if settings.context != self.settings.context:
+            self.context = self._ring(settings)
         self.settings = settings
         self._cache = LRU(settings.completion.cache_size)
         if reload:
@@ -321,7 +389,8 @@ class CompletionService:
         return rest or None
 
     def _compute(self, document: str, offset: int, win: Window, language: Language,
-                 sampling: Sampling, cancelled: Callable[[], bool]) -> list[Candidate]:
+                 sampling: Sampling, cancelled: Callable[[], bool], context: Choice = NONE,
+                 path: str | None = None) -> list[Candidate]:
         """Model work, on the worker thread."""
         if self.engine is None:
             return []
@@ -333,7 +402,8 @@ class CompletionService:
             before, after = win.prefix, win.suffix
         ranked, self.last_raw = generate_ranked(
             self.engine, win.prefix, win.suffix, language, sampling, before=before, after=after,
-            rank_by_syntax=self.settings.completion.rank_by_syntax, cancelled=cancelled)
+            rank_by_syntax=self.settings.completion.rank_by_syntax, cancelled=cancelled,
+            context=context, path=path)
         return ranked
 
     async def complete(self, uri: str, document: str, offset: int, *, line: int = 0,
@@ -360,7 +430,9 @@ class CompletionService:
                      anchor=self._anchors.get(uri))
         self._anchors[uri] = win.start
         sampling = Sampling.from_settings(c)
-        key = (win.prefix, win.suffix, language.id, self.adapter, sampling, c.rank_by_syntax)
+        context = self._choose(uri, win)
+        key = (win.prefix, win.suffix, language.id, self.adapter, sampling, c.rank_by_syntax,
+               context.key)
 
         source = Source.MODEL
         ranked = self._typed_through(uri, win)
@@ -373,7 +445,7 @@ class CompletionService:
         else:
             job = self.scheduler.submit(
                 lambda cancelled: self._compute(document, offset, win, language, sampling,
-                                                cancelled),
+                                                cancelled, context, self._paths.get(uri)),
                 key=uri,
             )
             try:
@@ -399,6 +471,7 @@ class CompletionService:
             id=request_id, uri=uri, language=language.id, line=line, character=character,
             prefix=win.prefix, suffix=win.suffix, latency_ms=latency,
             model=self.engine.name if self.engine else "", adapter=self.adapter, source=source,
+            context=tuple(context.as_records()),
         ), offered)
         if (recorded and source is Source.MODEL and self.labeller is not None
                 and len(document) <= MAX_FULL_PARSE_BYTES):
@@ -411,19 +484,23 @@ class CompletionService:
     # -- the event log ---------------------------------------------------------------------
 
     def _logged(self, uri: str) -> bool:
-        """Whether a file's completions may be recorded: logging on, and neither the setting
-        ``logging.ignore`` nor a ``.compilotignore`` in the file's folder or above matches it
-        (gitignore semantics), under its own path or, through symlinks, its real one.
-        """
+        """Whether a file's completions may be recorded: logging on, and the file not
+        ignored (``_ignored``)."""
         if self.store is None or not self.settings.logging.enabled:
             return False
+        return not self._ignored(uri)
+
+    def _ignored(self, uri: str) -> bool:
+        """Whether the setting ``logging.ignore`` or a ``.compilotignore`` in the file's folder
+        or above matches it (gitignore semantics), under its own path or, through symlinks,
+        its real one."""
         path = Path(uri_path(uri))
         paths = [path]
         if path.is_absolute():
             paths.append(Path(os.path.realpath(path)))
         patterns = tuple(self.settings.logging.ignore)
-        return not any(setting_ignores(patterns, p) or (p.is_absolute() and compilotignored(p))
-                       for p in dict.fromkeys(paths))
+        return any(setting_ignores(patterns, p) or (p.is_absolute() and compilotignored(p))
+                   for p in dict.fromkeys(paths))
 
     def _record(self, request: Request, candidates: list[Candidate]) -> bool:
         """Record the request if its file is logged; whether it was."""
@@ -471,6 +548,7 @@ class CompletionService:
     def close(self) -> None:
         """Stop the worker and close the store."""
         self.scheduler.stop()
+        self._cutter.shutdown(wait=False, cancel_futures=True)
         if self.store is not None:
             self.store.close()
 

@@ -15,6 +15,8 @@ identifiers). compilot does both:
   identifiers), within a token budget; a chunk more like the window than ``max_similarity``
   is left out (llama.vim evicts those: they make the model repeat code), and so is one with
   nothing in common with it.
+- **Threads.** Files are cut on a thread of the server's (a big file's chunks and their
+  redaction would hold the editor's loop), the choice is made on the loop: one lock.
 - **Stability.** Anything that changes in a prompt re-evaluates everything after it, so the
   choice for a document is kept while the ring has not changed and the window stays where it
   was (``anchor``): keystrokes reuse the KV cache. The chosen chunks are laid out in the order
@@ -28,6 +30,7 @@ snippet from" lines.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import count
@@ -105,6 +108,11 @@ class Choice:
 
     chunks: tuple[Chunk, ...] = ()
 
+    @property
+    def key(self) -> tuple[int, ...]:
+        """What tells two choices apart (for the answer cache)."""
+        return tuple(c.serial for c in self.chunks)
+
     def files(self) -> list[tuple[str, str]]:
         """(path, text) per chunk, for ``Engine.prompt(context=)`` (the most relevant last:
         here the newest, which the ring order puts last)."""
@@ -124,6 +132,10 @@ class Choice:
         return [{"path": c.path, "start": c.start, "text": c.text} for c in self.chunks]
 
 
+NONE = Choice()
+"""No other files."""
+
+
 class ContextRing:
     """The chunks of the files the user worked in recently, and the choice per document."""
 
@@ -136,6 +148,7 @@ class ContextRing:
         self.excluded = excluded
         self._chunks: list[Chunk] = []  # oldest first
         self._chosen: dict[str, tuple[tuple[object, ...], Choice]] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._chunks)
@@ -143,22 +156,28 @@ class ContextRing:
     @property
     def chunks(self) -> Sequence[Chunk]:
         """The ring, oldest first."""
-        return tuple(self._chunks)
+        with self._lock:
+            return tuple(self._chunks)
 
     def add_file(self, uri: str, path: str, text: str) -> None:
         """(Re)cut a file into the ring's newest end: on open, on save, when the user leaves
         a document they edited. Its older chunks go; so does an excluded file's text."""
-        kept = [c for c in self._chunks if c.uri != uri]
-        if not self.excluded(uri):
-            for start, body in chunks_of(text, chunk_lines=self.chunk_lines):
+        new = []
+        if not self.excluded(uri) and self.max_chunks > 0:
+            # a file with more chunks than the ring holds keeps its first ones (its imports
+            # and the definitions the rest builds on)
+            for start, body in chunks_of(text, chunk_lines=self.chunk_lines)[:self.max_chunks]:
                 clean = redact(body)
-                kept.append(Chunk(uri, path, start, clean, identifiers(clean)))
-        self._chunks = kept[-self.max_chunks:] if self.max_chunks > 0 else []
+                new.append(Chunk(uri, path, start, clean, identifiers(clean)))
+        with self._lock:
+            kept = [c for c in self._chunks if c.uri != uri] + new
+            self._chunks = kept[-self.max_chunks:] if self.max_chunks > 0 else []
 
     def forget(self, uri: str) -> None:
         """Drop a file's chunks (it was deleted, or became ignored) and its choice."""
-        self._chunks = [c for c in self._chunks if c.uri != uri]
-        self._chosen.pop(uri, None)
+        with self._lock:
+            self._chunks = [c for c in self._chunks if c.uri != uri]
+            self._chosen.pop(uri, None)
 
     def choose(self, uri: str, window: str, *, anchor: int, budget: int,
                measure: Callable[[str], int]) -> Choice:
@@ -166,15 +185,15 @@ class ContextRing:
         ``anchor``: the same as last time while the other files' chunks and the anchor are
         unchanged (saving this document changes neither), else those most like the window that
         fit ``budget`` (``measure``: a text's tokens)."""
-        key = (anchor, budget, *(c.serial for c in self._chunks if c.uri != uri))
-        kept = self._chosen.get(uri)
+        with self._lock:
+            others = [c for c in self._chunks if c.uri != uri]
+            key = (anchor, budget, *(c.serial for c in others))
+            kept = self._chosen.get(uri)
         if kept is not None and kept[0] == key:
             return kept[1]
         here = identifiers(window)
         scored = []
-        for c in self._chunks:
-            if c.uri == uri:
-                continue
+        for c in others:
             similarity = jaccard(here, c.names)
             if 0.0 < similarity <= self.max_similarity:
                 scored.append((similarity, c.serial, c))
@@ -186,5 +205,6 @@ class ContextRing:
                 picked.append(c)
                 room -= cost
         choice = Choice(tuple(sorted(picked, key=lambda c: c.serial)))
-        self._chosen[uri] = (key, choice)
+        with self._lock:
+            self._chosen[uri] = (key, choice)
         return choice

@@ -63,6 +63,10 @@ class CompilotServer(LanguageServer):
         """The adapters folder whose `current` pointer the server follows."""
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self.edited: set[str] = set()
+        """Documents edited since they were last cut into the context ring."""
+        self.last_uri: str | None = None
+        """The document of the last completion request."""
 
     def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
         """Serve over stdio with a reader that resynchronises after a bad frame (pygls' own
@@ -208,6 +212,11 @@ async def _answer(ls: CompilotServer, uri: str, position: types.Position
         return None
     document = ls.workspace.get_text_document(uri)
     text = document.source
+    left = ls.last_uri
+    if left is not None and left != uri and left in ls.edited:
+        # the user left a document they edited: its new code is context for the others
+        _context_file(ls, left)
+    ls.last_uri = uri
     offset = offset_at(text, position.line, position.character)
     if offset is None:
         return None
@@ -306,10 +315,37 @@ def _file_path(uri: str) -> Path | None:
     return Path(uri_path(uri)) if uri.startswith("file:") else None
 
 
+def _shown_path(ls: CompilotServer, uri: str) -> str:
+    """How a prompt names a file: relative to the workspace's root when inside it."""
+    path = uri_path(uri)
+    root = ls.workspace.root_path
+    if root and uri.startswith("file:"):
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path
+
+
+def _context_file(ls: CompilotServer, uri: str) -> None:
+    """Cut a document into the context ring (off the loop: ``CompletionService.file_seen``)."""
+    ls.edited.discard(uri)
+    if ls.service is not None and uri in ls.workspace.text_documents:
+        ls.service.file_seen(uri, ls.workspace.get_text_document(uri).source,
+                             _shown_path(ls, uri))
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+def did_open(ls: CompilotServer, params: types.DidOpenTextDocumentParams) -> None:
+    """An opened file's code is context for the other files' prompts."""
+    _context_file(ls, params.text_document.uri)
+
+
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
 def did_change(ls: CompilotServer, params: types.DidChangeTextDocumentParams) -> None:
     """Move followed completions with the edits (pygls has already applied them)."""
     monitor, uri = ls.monitor, params.text_document.uri
+    ls.edited.add(uri)
     if monitor is None or not monitor.follows(uri):
         return
     for change in params.content_changes:
@@ -329,8 +365,9 @@ def did_change(ls: CompilotServer, params: types.DidChangeTextDocumentParams) ->
 
 @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
 def did_save(ls: CompilotServer, params: types.DidSaveTextDocumentParams) -> None:
-    """Re-check followed completions in the saved file."""
+    """Re-check followed completions in the saved file; cut it into the context ring."""
     uri = params.text_document.uri
+    _context_file(ls, uri)
     if ls.monitor is not None and ls.monitor.follows(uri):
         document = (ls.workspace.get_text_document(uri).source
                     if uri in ls.workspace.text_documents else None)
@@ -341,6 +378,7 @@ def did_save(ls: CompilotServer, params: types.DidSaveTextDocumentParams) -> Non
 def did_close(ls: CompilotServer, params: types.DidCloseTextDocumentParams) -> None:
     """Last survival record and re-check; stop following the file."""
     uri = params.text_document.uri
+    ls.edited.discard(uri)  # its chunks stay: a file closed a moment ago is still context
     if ls.monitor is not None and ls.monitor.follows(uri):
         ls.monitor.closed(uri)
         path = _file_path(uri)
@@ -432,6 +470,8 @@ async def settle(ls: CompilotServer, *args: Any) -> bool:
     """Wait until queued checks have run and queued writes are in the store (tests and the
     demo use it before they read the store); False if the writes are not done in 30 s."""
     loop = asyncio.get_running_loop()
+    if ls.service is not None:
+        await loop.run_in_executor(None, ls.service.context_settled, 30.0)
     if ls.labeller is not None:
         await loop.run_in_executor(None, ls.labeller.wait, 120.0)
     if ls.monitor is not None:
