@@ -94,6 +94,12 @@ class CompletionSettings:
     """Entries of the LRU cache of answered windows."""
     rank_by_syntax: bool = True
     """Rank candidates that parse (tree-sitter) first."""
+    warm_up: bool = True
+    """Evaluate the window in the background when a document is opened or focused or the
+    cursor rests in a new place, so that the first request there is fast."""
+    prefetch: bool = True
+    """After a suggestion is shown, compute in the background the answer that follows
+    accepting it, so that Tab and the next request is a cache hit."""
 
     def __post_init__(self) -> None:
         _between("completion.candidates", self.candidates, 1, MAX_CANDIDATES)

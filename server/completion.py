@@ -48,6 +48,8 @@ from compilot.thread_budget import ThreadBudget
 log = logging.getLogger(__name__)
 
 IGNORE_FILE = ".compilotignore"
+WARM_TAIL = 2
+"""Tokens a warm-up leaves at the end of the window: typing there re-tokenizes them."""
 MAX_CONTEXT_FILE_CHARS = 1_000_000
 """A bigger file (generated, minified, data) is not cut into the context ring."""
 
@@ -98,6 +100,11 @@ class ServiceCounters:
     typed_through: int = 0
     cancelled: int = 0
     empty: int = 0
+    warm_ups: int = 0
+    """Windows evaluated ahead of a request (a document opened or focused, the cursor at
+    rest in a new place)."""
+    prefetched: int = 0
+    """Answers computed as if the shown suggestion were accepted, ready in the cache."""
 
 
 K = TypeVar("K")
@@ -225,13 +232,14 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
                     rank_by_syntax: bool = True,
                     cancelled: Callable[[], bool] = lambda: False,
                     context: Choice = NONE, path: str | None = None,
-                    ) -> tuple[list[Candidate], list[str]]:
+                    background: bool = False) -> tuple[list[Candidate], list[str]]:
     """The server's model pipeline for one window: heal → prompt → generate → cut → rank.
 
     Returns (ranked candidates, the model's raw texts). ``before``/``after`` are the whole
     document around the cursor for the splice check (default: the window); ``context`` the
     chunks of other files the prompt carries (``context_prompt``) and ``path`` how it names
-    this file. The evaluator calls this too, so that what it measures is what the server shows.
+    this file; ``background``: a prefetch (``Engine.generate``). The evaluator calls this too,
+    so that what it measures is what the server shows.
     """
     prompt_prefix, held = heal(prefix)
     tokens = context_prompt(engine, prompt_prefix, suffix, sampling.max_tokens, language,
@@ -241,7 +249,7 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
         # nothing to continue (an empty file, the cursor at 0:0). The answer is empty.
         return [], []
     candidates = engine.generate(
-        tokens, sampling, forced=held, cancelled=cancelled,
+        tokens, sampling, forced=held, cancelled=cancelled, background=background,
         stop=lambda text: should_stop(unheal(text, held), prefix, suffix, language),
     )
     cut_ = [replace(c, text=cut(unheal(c.raw, held), prefix, suffix, language))
@@ -373,6 +381,74 @@ class CompletionService:
         if reload:
             self.load()
 
+    # -- ahead of a request ----------------------------------------------------------------
+
+    def warm(self, uri: str, document: str, offset: int, *,
+             language_id: str | None = None) -> Future[object] | None:
+        """Evaluate the window at ``offset`` into the KV cache in the background (a document
+        was opened or focused, the cursor rests in a new place), so that the first request
+        there evaluates only what was typed since. The lowest priority: any request stops it,
+        and takes over what it evaluated (the common prefix of the two prompts)."""
+        c = self.settings.completion
+        if not c.warm_up or self.engine is None:
+            return None
+        language = language_for(language_id, uri)
+        win = window(document, offset, prefix_chars=c.prefix_chars, suffix_chars=c.suffix_chars,
+                     anchor=self._anchors.get(uri))
+        self._anchors[uri] = win.start
+        context, path = self._choose(uri, win), self._paths.get(uri)
+        self.counters.warm_ups += 1
+
+        def work(cancelled: Callable[[], bool]) -> int:
+            engine = self.engine
+            if engine is None:
+                return 0
+            if self.threads is not None:
+                engine.set_threads(self.threads.threads())
+            prompt_prefix, _held = heal(win.prefix)
+            tokens = context_prompt(engine, prompt_prefix, win.suffix, c.max_tokens, language,
+                                    context, path)
+            # the last tokens are where typing goes on: they would be evaluated again
+            return engine.warm(tokens[:-WARM_TAIL], cancelled)
+
+        return self.scheduler.submit(work, key=f"warm:{uri}", background=True).future
+
+    def _prefetch(self, uri: str, document: str, offset: int, win: Window, language: Language,
+                  sampling: Sampling, shown: list[Candidate]) -> None:
+        """Compute, in the background, the answer to the request that follows accepting the
+        top suggestion (llama.vim, llama.vscode), so that Tab and the next request is a cache
+        hit. Accepting its first line, or a word, needs no prefetch: the rest of the same
+        suggestion answers that request (``_typed_through``)."""
+        c = self.settings.completion
+        if not c.prefetch or not shown or not shown[0].text:
+            return
+        text = shown[0].text
+        after = document[:offset] + text + document[offset:]
+        at = offset + len(text)
+        next_win = window(after, at, prefix_chars=c.prefix_chars,
+                          suffix_chars=c.suffix_chars, anchor=win.start)
+        context, path = self._choose(uri, next_win), self._paths.get(uri)
+        key = (next_win.prefix, next_win.suffix, language.id, self.adapter, sampling,
+               c.rank_by_syntax, context.key)
+        if key in self._cache:
+            return
+        loop = asyncio.get_running_loop()
+
+        def work(cancelled: Callable[[], bool]) -> list[Candidate]:
+            return self._compute(after, at, next_win, language, sampling, cancelled, context,
+                                 path, background=True)
+
+        def done(future: Future[list[Candidate]]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                loop.call_soon_threadsafe(self._prefetched, key, future.result())
+
+        job = self.scheduler.submit(work, key=f"prefetch:{uri}", background=True)
+        job.future.add_done_callback(done)
+
+    def _prefetched(self, key: tuple[object, ...], ranked: list[Candidate]) -> None:
+        self._cache.put(key, ranked)
+        self.counters.prefetched += 1
+
     # -- completions -----------------------------------------------------------------------
 
     def _typed_through(self, uri: str, win: Window) -> list[Candidate] | None:
@@ -390,7 +466,7 @@ class CompletionService:
 
     def _compute(self, document: str, offset: int, win: Window, language: Language,
                  sampling: Sampling, cancelled: Callable[[], bool], context: Choice = NONE,
-                 path: str | None = None) -> list[Candidate]:
+                 path: str | None = None, background: bool = False) -> list[Candidate]:
         """Model work, on the worker thread."""
         if self.engine is None:
             return []
@@ -403,7 +479,7 @@ class CompletionService:
         ranked, self.last_raw = generate_ranked(
             self.engine, win.prefix, win.suffix, language, sampling, before=before, after=after,
             rank_by_syntax=self.settings.completion.rank_by_syntax, cancelled=cancelled,
-            context=context, path=path)
+            context=context, path=path, background=background)
         return ranked
 
     async def complete(self, uri: str, document: str, offset: int, *, line: int = 0,
@@ -462,6 +538,8 @@ class CompletionService:
 
         visible = [r for r in ranked if r.shown]
         self._last[uri] = _Last(win, visible)
+        if source is not Source.TYPED:  # a prefetched answer prefetches the next: Tab, Tab
+            self._prefetch(uri, document, offset, win, language, sampling, visible)
         latency = (time.perf_counter() - started) * 1000
         offered = identified(ranked)
         shown = [c for c in offered if c.shown]

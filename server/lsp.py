@@ -43,6 +43,12 @@ SETTLE = "compilot.settle"
 # Notifications of Copilot's language server, so that clients written for it work unchanged.
 DID_SHOW = "textDocument/didShowCompletion"
 DID_PARTIALLY_ACCEPT = "textDocument/didPartiallyAcceptCompletion"
+DID_FOCUS = "textDocument/didFocus"
+"""Copilot's notification that a document got the focus ({textDocument: {uri}}); compilot
+also takes a ``position``, the cursor's."""
+DID_MOVE_CURSOR = "compilot/didMoveCursor"
+"""compilot's: the cursor rests at ``position`` in ``textDocument`` (clients send it after
+the cursor has not moved for a moment)."""
 TICK_SECONDS = 5.0
 
 
@@ -67,6 +73,8 @@ class CompilotServer(LanguageServer):
         """Documents edited since they were last cut into the context ring."""
         self.last_uri: str | None = None
         """The document of the last completion request."""
+        self.cursors: dict[str, types.Position] = {}
+        """Where the cursor was last said to be, per document."""
 
     def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
         """Serve over stdio with a reader that resynchronises after a bad frame (pygls' own
@@ -217,6 +225,7 @@ async def _answer(ls: CompilotServer, uri: str, position: types.Position
         # the user left a document they edited: its new code is context for the others
         _context_file(ls, left)
     ls.last_uri = uri
+    ls.cursors[uri] = position
     offset = offset_at(text, position.line, position.character)
     if offset is None:
         return None
@@ -504,6 +513,41 @@ def did_show(ls: CompilotServer, params: Any) -> None:
     cid = _item_candidate(params)
     if ls.service and cid:
         ls.service.event(cid, EventKind.SHOWN)
+
+
+def _field(params: Any, name: str) -> Any:
+    return params.get(name) if isinstance(params, dict) else getattr(params, name, None)
+
+
+def _warm(ls: CompilotServer, params: Any) -> None:
+    """Warm the window at the notified cursor (else the last one known for the document)."""
+    document = _field(params, "textDocument")
+    uri = _field(document, "uri")
+    if ls.service is None or not isinstance(uri, str) or uri not in ls.workspace.text_documents:
+        return
+    position = _field(params, "position")
+    line, character = _field(position, "line"), _field(position, "character")
+    if isinstance(line, int) and isinstance(character, int):
+        ls.cursors[uri] = types.Position(line=line, character=character)
+    at = ls.cursors.get(uri)
+    if at is None:
+        return
+    doc = ls.workspace.get_text_document(uri)
+    offset = offset_at(doc.source, at.line, at.character)
+    if offset is not None:
+        ls.service.warm(uri, doc.source, offset, language_id=doc.language_id)
+
+
+@server.feature(DID_FOCUS)
+def did_focus(ls: CompilotServer, params: Any) -> None:
+    """A document got the focus: evaluate its window at the cursor ahead of a request."""
+    _warm(ls, params)
+
+
+@server.feature(DID_MOVE_CURSOR)
+def did_move_cursor(ls: CompilotServer, params: Any) -> None:
+    """The cursor rests in a new place: evaluate the window there ahead of a request."""
+    _warm(ls, params)
 
 
 @server.feature(DID_PARTIALLY_ACCEPT)

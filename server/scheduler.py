@@ -2,7 +2,9 @@
 
 A newer job for the same document supersedes the older ones: queued ones are dropped without
 being computed, a running one is told to stop at its next token. A cancelled LSP request
-(``$/cancelRequest``) cancels its job the same way.
+(``$/cancelRequest``) cancels its job the same way. Background jobs (warm-up, prefetch) have the
+lowest priority: any job that is not one supersedes them all, and they supersede only each
+other.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Job:
 
     key: str | None
     work: Callable[[Callable[[], bool]], Any]
+    background: bool = False
     future: Future[Any] = field(default_factory=Future)
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -61,18 +64,23 @@ class Scheduler:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, work: Callable[[Callable[[], bool]], Any], *, key: str | None = None) -> Job:
+    def submit(self, work: Callable[[Callable[[], bool]], Any], *, key: str | None = None,
+               background: bool = False) -> Job:
         """Queue ``work(cancelled)``; jobs with the same ``key`` queued or running are
-        superseded. ``work`` must call ``cancelled()`` often and raise Cancelled when true."""
-        job = Job(key, work)
+        superseded, and so is every background job unless this is one. ``work`` must call
+        ``cancelled()`` often and raise Cancelled when true."""
+        job = Job(key, work, background)
         with self._cond:
             if self._stopped:
                 job.future.set_exception(RuntimeError("scheduler stopped"))
                 return job
-            if key is not None:
-                for other in [*self._queue, self._running]:
-                    if other is not None and other.key == key:
-                        other.cancel()
+            for other in [*self._queue, self._running]:
+                if other is None:
+                    continue
+                if (key is not None and other.key == key
+                        and other.background == background) or (
+                        other.background and not background):
+                    other.cancel()
             self._queue.append(job)
             self.counters.submitted += 1
             self._cond.notify()

@@ -1,0 +1,109 @@
+"""Work done ahead of a request, on the embedded model: a warm-up evaluates the window before
+the first request there (and a request stops it and takes over what it evaluated), and a
+prefetch computes the answer that follows accepting a suggestion."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+
+from compilot import settings as settings_mod
+from compilot.feedback.records import Source
+from compilot.server.completion import WARM_TAIL, CompletionService
+from compilot.server.engine import Cancelled, Engine
+
+SOURCE = (Path(json.__file__).parent / "decoder.py").read_text()
+CURSOR = SOURCE.index("    def decode(self, s, _w=WHITESPACE.match):")
+AT = SOURCE.index("\n", SOURCE.index('"""', SOURCE.index('"""', CURSOR) + 3)) + 1 + 8
+"""After the docstring of JSONDecoder.decode, indented: the start of its body."""
+DOCUMENT = SOURCE[:AT] + SOURCE[SOURCE.index("\n", AT):]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> CompletionService:
+    settings, _ = settings_mod.load({"completion": {"maxTokens": 8, "candidates": 1}},
+                                    path=tmp_path_factory.mktemp("cfg") / "none.toml")
+    svc = CompletionService(settings, store=None)
+    svc.load().result()
+    assert svc.engine is not None, svc.engine_error
+    yield svc
+    svc.close()
+
+
+def engine_of(service: CompletionService) -> Engine:
+    assert service.engine is not None
+    return service.engine
+
+
+async def result_of(future: Future[object] | None) -> object:
+    assert future is not None
+    try:
+        return await asyncio.wrap_future(future)
+    except Cancelled:
+        return 0
+
+
+async def test_a_warm_up_leaves_the_first_request_only_the_last_tokens(
+        service: CompletionService) -> None:
+    engine = engine_of(service)
+    warmed = await result_of(service.warm("file:///w/a.py", DOCUMENT, AT, language_id="python"))
+    assert isinstance(warmed, int) and warmed > 300  # the window: about 900 tokens
+    before = engine.counters.prompt_tokens
+    answer = await service.complete("file:///w/a.py", DOCUMENT, AT, language_id="python")
+    assert answer.source is Source.MODEL
+    assert engine.counters.prompt_tokens - before <= WARM_TAIL + 1
+
+
+async def test_a_request_stops_a_warm_up_and_takes_over_what_it_evaluated(
+        service: CompletionService) -> None:
+    engine = engine_of(service)
+    engine.llm.n_tokens = 0  # nothing of this window in the KV cache
+    warm = service.warm("file:///w/b.py", DOCUMENT, AT, language_id="python")
+    await asyncio.sleep(0.3)  # the warm-up is under way (the whole window takes seconds)
+    reused = engine.counters.reused_tokens
+    answer = await service.complete("file:///w/b.py", DOCUMENT, AT, language_id="python")
+    warmed = await result_of(warm)
+    assert isinstance(warmed, int)
+    total = len(engine.counters.last_prompt)
+    assert warmed < total - WARM_TAIL, "the request should have stopped the warm-up"
+    # what the warm-up evaluated, the request did not evaluate again
+    assert engine.counters.reused_tokens - reused >= warmed
+    # and the answer is the one a cold start gives
+    engine.llm.n_tokens = 0
+    cold = await service.complete("file:///w/c.py", DOCUMENT, AT, language_id="python")
+    assert [c.text for c in answer.items] == [c.text for c in cold.items]
+
+
+async def test_tab_then_the_next_request_is_a_prefetched_cache_hit(
+        service: CompletionService) -> None:
+    uri = "file:///w/d.py"
+    first = await service.complete(uri, DOCUMENT, AT, language_id="python")
+    assert first.items, "no suggestion to accept"
+    background = engine_of(service).counters.background_tokens
+    for _ in range(600):  # the prefetch lands through the loop
+        if service.counters.prefetched and engine_of(service).counters.background_tokens \
+                > background:
+            break
+        await asyncio.sleep(0.1)
+    text = first.items[0].text
+    accepted = DOCUMENT[:AT] + text + DOCUMENT[AT:]
+    generated = engine_of(service).counters.generated_tokens
+    second = await service.complete(uri, accepted, AT + len(text), language_id="python")
+    assert second.source is Source.CACHE
+    assert engine_of(service).counters.generated_tokens == generated  # nothing computed now
+
+
+async def test_a_prefetch_does_not_hold_up_a_request(service: CompletionService) -> None:
+    uri = "file:///w/e.py"
+    first = await service.complete(uri, DOCUMENT, AT, language_id="python")
+    assert first.items
+    # the user types on instead of accepting: the request stops the prefetch at its next token
+    typed = DOCUMENT[:AT] + "zq" + DOCUMENT[AT:]
+    second = await asyncio.wait_for(
+        service.complete(uri, typed, AT + 2, language_id="python"), 60)
+    assert second.source is Source.MODEL
+    assert service.scheduler.counters.failed == 0
