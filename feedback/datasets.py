@@ -261,17 +261,20 @@ class _Candidate:
 
 
 _WHERE = (" WHERE (? IS NULL OR r.created_at >= ?) AND (? IS NULL OR r.language = ?)")
+# A cache hit's window is its first request's (the view); NULL where that one was never written.
+_WINDOW = " JOIN request_windows w ON w.id = r.id"
 _JOIN = (" JOIN candidates c ON c.id = x.candidate_id JOIN requests r ON r.id = c.request_id"
-         + _WHERE)
+         + _WINDOW + _WHERE + " AND w.prefix IS NOT NULL")
 
 
 def _load(store: Store, selection: Selection) -> list[_Candidate]:
     args = (selection.since, selection.since, selection.language, selection.language)
     rows = store.query(
         "SELECT c.id, c.request_id, c.rank, c.text, c.raw, c.logprob, c.tokens, c.parsed, "
-        "c.shown, r.uri, r.language, r.adapter, r.model, r.source, r.origin, r.prefix, "
-        "r.suffix, r.created_at FROM candidates c JOIN requests r ON r.id = c.request_id" + _WHERE
-        + " ORDER BY r.created_at, r.id, c.rank, c.id", args)
+        "c.shown, r.uri, r.language, r.adapter, r.model, r.source, r.origin, w.prefix, "
+        "w.suffix, r.created_at FROM candidates c JOIN requests r ON r.id = c.request_id"
+        + _WINDOW + _WHERE + " AND w.prefix IS NOT NULL"
+        " ORDER BY r.created_at, r.id, c.rank, c.id", args)
     by_id = {row["id"]: _Candidate(dict(row)) for row in rows}
     for row in store.query("SELECT x.candidate_id, x.kind FROM events x" + _JOIN
                            + " ORDER BY x.id", args):

@@ -104,5 +104,8 @@ class Request:
     context: tuple[dict[str, object], ...] = ()
     """The chunks of other files the prompt carried before the window (``path``, ``start``,
     ``text``), in prompt order."""
+    window_of: str | None = None
+    """The request whose window this answer shares (a cache hit): its window is not stored
+    again (the store's ``request_windows`` view reads it from there)."""
     id: str = field(default_factory=new_id)
     created_at: float = field(default_factory=time.time)

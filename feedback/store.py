@@ -131,11 +131,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX requests_origin ON requests(origin);
     """,
-    # 5: cross-file context (issue 16): the chunks of other files a request's prompt carried
-    # before its window, as JSON [{"path", "start", "text"}] (NULL: none), so that training
-    # sees the prompt the model saw.
+    # 5: cross-file context and answers that share a window (issue 16): the chunks of other
+    # files a request's prompt carried before its window, as JSON [{"path", "start", "text"}]
+    # (NULL: none), so that training sees the prompt the model saw; and, for an answer from
+    # the cache, the request whose window (prefix, suffix, context) it shares, its own left
+    # empty. Readers take windows from the view (NULL where that request was never written:
+    # a write the full queue dropped; so window_of is no foreign key, which would lose the
+    # answer's own row with it).
     """
     ALTER TABLE requests ADD COLUMN context TEXT;
+    ALTER TABLE requests ADD COLUMN window_of TEXT;
+    CREATE VIEW request_windows AS
+        SELECT r.id AS id,
+               CASE WHEN r.window_of IS NULL THEN r.prefix ELSE o.prefix END AS prefix,
+               CASE WHEN r.window_of IS NULL THEN r.suffix ELSE o.suffix END AS suffix,
+               CASE WHEN r.window_of IS NULL THEN r.context ELSE o.context END AS context
+        FROM requests r LEFT JOIN requests o ON o.id = r.window_of;
     """,
 ]
 
@@ -413,16 +424,20 @@ class Store:
         transaction, redacted; every candidate needs its id (``records.identified``)."""
         if any(not c.id for c in candidates):
             raise ValueError("every recorded candidate needs an id (records.identified)")
+        # an answer that shares another request's window writes no copy of it
+        shared = (("", "") if request.window_of else
+                  (redact(request.prefix), redact(request.suffix)))
+        context = ((redact(json.dumps(list(request.context))),)
+                   if request.context and not request.window_of else (None,))
         statements: list[tuple[str, Sequence[object]]] = [
             (
                 "INSERT INTO requests (id, created_at, uri, language, line, character, prefix, "
-                "suffix, latency_ms, model, adapter, source, origin, context) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "suffix, latency_ms, model, adapter, source, origin, context, window_of) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (request.id, request.created_at, request.uri, request.language, request.line,
-                 request.character, redact(request.prefix), redact(request.suffix),
+                 request.character, *shared,
                  request.latency_ms, request.model, request.adapter, request.source,
-                 request.origin,
-                 redact(json.dumps(list(request.context))) if request.context else None),
+                 request.origin, *context, request.window_of),
             )
         ]
         for rank, c in enumerate(candidates):

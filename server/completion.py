@@ -280,6 +280,8 @@ class CompletionService:
         self.counters = ServiceCounters()
         self._cache: LRU[tuple[object, ...], list[Candidate]] = LRU(
             settings.completion.cache_size)
+        self._windows: LRU[tuple[object, ...], str] = LRU(settings.completion.cache_size)
+        """Cache key -> the recorded request whose window a cache hit shares."""
         self._anchors: dict[str, int] = {}
         self._last: dict[str, _Last] = {}
         self._loaded: Future[object] | None = None
@@ -378,6 +380,7 @@ class CompletionService:
             self.context = self._ring(settings)
         self.settings = settings
         self._cache = LRU(settings.completion.cache_size)
+        self._windows = LRU(settings.completion.cache_size)
         if reload:
             self.load()
 
@@ -545,12 +548,18 @@ class CompletionService:
         shown = [c for c in offered if c.shown]
         for item in shown:
             self.placed.put(item.id, Placement(uri, language.id, offset, item.text))
+        # A cache hit refers to the recorded request whose window it shares. A typed-through
+        # answer keeps its own window: a suffix of text typed on is not redacted alone (a
+        # secret typed across the two would be masked in one half only).
+        shares = self._windows.get(key) if source is Source.CACHE else None
         recorded = self._record(Request(
             id=request_id, uri=uri, language=language.id, line=line, character=character,
             prefix=win.prefix, suffix=win.suffix, latency_ms=latency,
             model=self.engine.name if self.engine else "", adapter=self.adapter, source=source,
-            context=tuple(context.as_records()),
+            context=tuple(context.as_records()), window_of=shares,
         ), offered)
+        if recorded and shares is None and source is not Source.TYPED:
+            self._windows.put(key, request_id)
         if (recorded and source is Source.MODEL and self.labeller is not None
                 and len(document) <= MAX_FULL_PARSE_BYTES):
             # Checked later, off this path, in the document as it is now.

@@ -107,3 +107,29 @@ async def test_a_prefetch_does_not_hold_up_a_request(service: CompletionService)
         service.complete(uri, typed, AT + 2, language_id="python"), 60)
     assert second.source is Source.MODEL
     assert service.scheduler.counters.failed == 0
+
+
+async def test_a_cache_hit_writes_no_new_window(tmp_path: Path) -> None:
+    from compilot.feedback.store import Store
+    from compilot.paths import DataDir
+
+    settings, _ = settings_mod.load({"completion": {"maxTokens": 8, "candidates": 1,
+                                                   "prefetch": False}},
+                                    path=tmp_path / "none.toml")
+    store = Store.in_dir(DataDir(tmp_path / "data"))
+    svc = CompletionService(settings, store=store)
+    svc.load().result()
+    try:
+        uri = (tmp_path / "x.py").as_uri()
+        first = await svc.complete(uri, DOCUMENT, AT, language_id="python")
+        again = await svc.complete(uri, DOCUMENT, AT, language_id="python")
+        assert (first.source, again.source) == (Source.MODEL, Source.CACHE)
+    finally:
+        svc.close()
+    store = Store.in_dir(DataDir(tmp_path / "data"))
+    rows = {r["id"]: r for r in store.query("SELECT id, prefix, suffix, window_of FROM requests")}
+    hit = rows[again.request_id]
+    assert (hit["prefix"], hit["suffix"], hit["window_of"]) == ("", "", first.request_id)
+    assert len(rows[first.request_id]["prefix"]) > 1000
+    window = store.query("SELECT prefix FROM request_windows WHERE id = ?", (again.request_id,))
+    assert window[0]["prefix"] == rows[first.request_id]["prefix"]

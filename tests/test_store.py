@@ -25,6 +25,15 @@ def request(rid: str = "r1", prefix: str = "x = ") -> Request:
                    adapter="base", source=Source.MODEL)
 
 
+def events(store: Store) -> list[dict[str, object]]:
+    """The flat events dataset's rows (every file in train)."""
+    from compilot.feedback import datasets as fd
+    from compilot.settings import DatasetSettings
+
+    built = fd.build(store, fd.Selection(kind="events"), DatasetSettings(held_out=0.0))
+    return list(built["train"]) if "train" in built else []
+
+
 def candidate(cid: str = "c1", text: str = "1") -> Candidate:
     return Candidate(id=cid, text=text, raw=text + "\n```", logprob=-0.3, tokens=2,
                      parsed=True)
@@ -192,3 +201,52 @@ def test_bad_inherited_settings_are_named_and_ignored(
     settings, problems = settings_mod.load(path=tmp_path / "none.toml")
     assert settings == settings_mod.Settings()
     assert len(problems) == 1 and settings_mod.SETTINGS_ENV in problems[0]
+
+
+def test_a_cache_hit_shares_its_window_and_training_rows_read_it(tmp_path: Path) -> None:
+    store = Store.in_dir(DataDir(tmp_path))
+    first = Request(id="r1", uri="file:///a.py", language="python", line=0, character=4,
+                    prefix="def f():\n    return ", suffix="\n", latency_ms=9.0,
+                    model="m.gguf", adapter="base", source=Source.MODEL,
+                    context=({"path": "b.py", "start": 0, "text": "def g(): pass"},))
+    hit = Request(id="r2", uri="file:///a.py", language="python", line=0, character=4,
+                  prefix=first.prefix, suffix=first.suffix, latency_ms=0.1, model="m.gguf",
+                  adapter="base", source=Source.CACHE, window_of="r1",
+                  context=first.context)
+    store.record_request(first, [candidate("c1", "1")])
+    store.record_request(hit, [candidate("c2", "1")])
+    assert store.record_event("c2", "accepted")
+    rows = {r["id"]: r for r in store.query("SELECT * FROM requests")}
+    assert (rows["r2"]["prefix"], rows["r2"]["suffix"], rows["r2"]["context"]) == ("", "", None)
+    assert rows["r2"]["window_of"] == "r1"
+    windows = {r["id"]: tuple(r)[1:] for r in store.query("SELECT * FROM request_windows")}
+    assert windows["r2"] == windows["r1"] == (
+        first.prefix, first.suffix, json.dumps(list(first.context)))
+    prompts = {r["prompt"] for r in events(store)}
+    assert prompts == {first.prefix}
+
+
+def test_a_window_whose_request_was_never_written_makes_no_row(tmp_path: Path) -> None:
+    store = Store.in_dir(DataDir(tmp_path))
+    orphan = Request(id="r2", uri="file:///a.py", language="python", line=0, character=4,
+                     prefix="x = ", suffix="", latency_ms=0.1, model="m.gguf", adapter="base",
+                     source=Source.CACHE, window_of="dropped")
+    store.record_request(orphan, [candidate("c2", "1")])
+    store.record_event("c2", "accepted")
+    assert events(store) == []
+
+
+def test_a_version_4_store_migrates_and_its_windows_read_as_before(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "events.db")
+    for script in MIGRATIONS[:4]:
+        db.executescript(script)
+    db.execute("PRAGMA user_version = 4")
+    db.execute("INSERT INTO requests (id, created_at, uri, language, line, character, prefix, "
+               "suffix, latency_ms, model, adapter, source) VALUES ('r', 1.0, 'file:///a.py', "
+               "'python', 0, 0, 'x = ', '\n', 1.0, 'm', 'base', 'model')")
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "events.db")
+    assert store.schema_version == len(MIGRATIONS) == 5
+    assert [tuple(r) for r in store.query("SELECT * FROM request_windows")] == [
+        ("r", "x = ", "\n", None)]
