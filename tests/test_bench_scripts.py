@@ -5,7 +5,6 @@ that the demo no longer had)."""
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,13 +26,9 @@ def test_bench_script_imports(script: Path) -> None:
     assert callable(getattr(module, "main", None)), f"{script.name} has no main()"
 
 
-@pytest.mark.parametrize("script", [p for p in sorted(BENCH.glob("*.py"))
-                                    if p.stem in sys.stdlib_module_names],
-                         ids=lambda p: p.name)
-def test_a_script_named_as_a_standard_module_runs(script: Path) -> None:
-    """Run as a script, a file named like a standard-library module (bench/typing.py) comes
-    first on sys.path and is imported in its place by the standard library itself."""
-    done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "usage:" in done.stdout
+
+def test_no_script_is_named_as_a_standard_module() -> None:
+    """A script runs with bench/ first on sys.path, so a bench/typing.py would be imported by
+    the standard library in place of its own typing, in every script of the folder (it broke
+    bench/study.py)."""
+    assert [p.name for p in BENCH.glob("*.py") if p.stem in sys.stdlib_module_names] == []

@@ -12,6 +12,7 @@ import {
   State,
 } from "vscode-languageclient/node";
 import { CompilotApi, initializationOptions } from "./client";
+import { CursorNotifier } from "./cursor";
 import { executeCommand, provideInlineCompletionItems } from "./inline";
 import { describeLaunch, launchProblem, serverLaunch, startFailureMessage } from "./launch";
 import { Reporter } from "./reporter";
@@ -34,6 +35,7 @@ class Compilot implements vscode.Disposable {
   private client: LanguageClient | undefined;
   private api: CompilotApi | undefined;
   private reporter: Reporter | undefined;
+  private cursor: CursorNotifier | undefined;
   private state: ClientState = { phase: "starting", paused: false, busy: 0 };
   private timers = new Set<ReturnType<typeof setTimeout>>();
   private stopping: Promise<void> | undefined;
@@ -69,10 +71,15 @@ class Compilot implements vscode.Disposable {
       vscode.workspace.onDidChangeTextDocument((e) => this.reporter?.changed(e.document.uri.toString(), e.contentChanges)),
       vscode.window.onDidChangeTextEditorSelection((e) => {
         if (e.textEditor === vscode.window.activeTextEditor && e.selections.length > 0) {
-          this.reporter?.moved(e.textEditor.document.uri.toString(), e.selections[0].active);
+          const active = e.selections[0].active;
+          this.reporter?.moved(e.textEditor.document.uri.toString(), active);
+          this.cursor?.moved(e.textEditor.document.uri.toString(), { line: active.line, character: active.character });
         }
       }),
-      vscode.window.onDidChangeActiveTextEditor((editor) => this.reporter?.editorChanged(editor?.document.uri.toString())),
+      vscode.window.onDidChangeActiveTextEditor((editor) => {
+        this.reporter?.editorChanged(editor?.document.uri.toString());
+        this.focused(editor);
+      }),
       vscode.workspace.onDidChangeConfiguration((e) => this.configurationChanged(e)),
     );
     const interval = setInterval(() => void this.refresh(), STATUS_REFRESH_MS);
@@ -118,12 +125,19 @@ class Compilot implements vscode.Disposable {
     this.client = client;
     this.api = api;
     this.reporter = reporter;
+    // Where the cursor is, so that the server evaluates the window there ahead of a request.
+    this.cursor = new CursorNotifier((method, params) => {
+      if (client === this.client && client.isRunning()) {
+        client.sendNotification(method, params).catch((error: unknown) => this.output.debug(`${method}: ${String(error)}`));
+      }
+    });
     client.onDidChangeState((e) => {
       if (client !== this.client) {
         return;
       }
       if (e.newState === State.Running) {
         this.state = { ...this.state, phase: "running", problem: undefined };
+        this.focused(vscode.window.activeTextEditor);
         void this.refresh();
       } else if (e.newState === State.Starting) {
         this.state = { ...this.state, phase: "starting", busy: 0 };
@@ -213,10 +227,18 @@ class Compilot implements vscode.Disposable {
     };
   }
 
+  /** Tell the server which document has the focus and where its cursor is. */
+  private focused(editor: vscode.TextEditor | undefined): void {
+    const active = editor?.selection.active;
+    this.cursor?.focused(editor?.document.uri.toString(), active ? { line: active.line, character: active.character } : undefined);
+  }
+
   private async stop(): Promise<void> {
     const client = this.client;
     this.client = undefined;
     this.api = undefined;
+    this.cursor?.cancel();
+    this.cursor = undefined;
     this.reporter?.reset();
     this.reporter = undefined;
     if (client) {

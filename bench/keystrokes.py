@@ -20,25 +20,16 @@ token ids the server evaluated, generating as many tokens as the server did: the
 The replay waits for each answer before the next key (an editor cancels a request that a key
 overtakes; a request's time is measured whole here instead), so the figures are per request.
 
-    .venv/bin/python bench/typing.py [--files 10] [--keys 60] [--interval-ms 120]
-                                     [--pause-ms 500] [--debounce-ms 200] [--json out.json]
+    .venv/bin/python bench/keystrokes.py [--files 10] [--keys 60] [--interval-ms 120]
+                                         [--pause-ms 500] [--debounce-ms 200] [--json out.json]
 """
 
 from __future__ import annotations
 
-# This file's name is the standard library's `typing`: run as a script, its folder comes first on
-# sys.path and the first `import typing` (asyncio's) would load this file. Take the folder off
-# before anything imports typing.
-import os
-import sys
-
-if __name__ == "__main__":
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-
 import argparse
 import asyncio
 import json
+import os
 import random
 import sysconfig
 import tempfile
