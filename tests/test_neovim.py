@@ -452,3 +452,32 @@ def test_stats_health_and_help(editor: Callable[..., Nvim], tmp_path: Path) -> N
     assert "server found" in report and "model found" in report and ".gguf" in report
     assert "python3 found" in report
     assert "ERROR" not in report, report
+
+
+@pytest.mark.slow
+def test_the_server_is_told_the_focus_and_where_the_cursor_rests(
+        editor: Callable[..., Nvim], tmp_path: Path) -> None:
+    """textDocument/didFocus on entering the buffer, compilot/didMoveCursor once the cursor
+    rests on another line; the server warms the window there (its warm_ups counter)."""
+    nvim = editor(auto_trigger=False)
+    open_file(nvim, tmp_path / "add.py", ADD)
+    nvim.wait("""
+        for _, t in ipairs(require('compilot.cursor').told) do
+          if t.method == 'textDocument/didFocus' then return true end
+        end
+    """, timeout=30, what="the focus told")
+    nvim.lua("vim.api.nvim_win_set_cursor(0, { 3, 0 })")
+    told = nvim.wait("""
+        for _, t in ipairs(require('compilot.cursor').told) do
+          if t.method == 'compilot/didMoveCursor' then return t end
+        end
+    """, timeout=30, what="the resting cursor told")
+    assert told["line"] == 2  # 0-based, as LSP counts
+    warm_ups = nvim.wait("""
+        local client = vim.lsp.get_clients({ name = 'compilot' })[1]
+        local r = client:request_sync('workspace/executeCommand',
+          { command = 'compilot.stats', arguments = {} }, 10000, 0)
+        local n = r and r.result and r.result.service and r.result.service.warm_ups
+        return n and n >= 1 and n
+    """, timeout=MODEL_WAIT, what="the server's warm-up")
+    assert warm_ups >= 1

@@ -83,6 +83,7 @@ local function detach(bufnr)
     require("compilot.builtin").detach(bufnr)
   end
   keymaps.detach(bufnr)
+  require("compilot.cursor").detach()
   pcall(api.nvim_clear_autocmds, { group = GROUP, buffer = bufnr })
 end
 
@@ -97,6 +98,7 @@ local function attach(client, bufnr)
   else
     require("compilot.completion").attach(bufnr, group)
   end
+  require("compilot.cursor").attach(client, bufnr, group)
   api.nvim_create_autocmd("LspDetach", {
     group = group,
     buffer = bufnr,
