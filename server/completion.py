@@ -38,7 +38,7 @@ from compilot.pointer import BASE
 from compilot.server import engine as engine_mod
 from compilot.server.context import NONE, Choice, ContextRing
 from compilot.server.engine import Cancelled, Engine, ModelLoadError, Sampling
-from compilot.server.postprocess import cut, should_stop
+from compilot.server.postprocess import Cursor, cut, should_stop
 from compilot.server.prompt import Window, heal, unheal, window
 from compilot.server.rank import MAX_FULL_PARSE_BYTES, rank
 from compilot.server.scheduler import Scheduler
@@ -248,11 +248,12 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
         # Nothing before the cursor, and a model with neither FIM tokens nor a BOS: there is
         # nothing to continue (an empty file, the cursor at 0:0). The answer is empty.
         return [], []
+    cursor = Cursor.of(prefix, suffix)  # once per request, not at every generated line
     candidates = engine.generate(
         tokens, sampling, forced=held, cancelled=cancelled, background=background,
-        stop=lambda text: should_stop(unheal(text, held), prefix, suffix, language),
+        stop=lambda text: should_stop(unheal(text, held), prefix, suffix, language, cursor),
     )
-    cut_ = [replace(c, text=cut(unheal(c.raw, held), prefix, suffix, language))
+    cut_ = [replace(c, text=cut(unheal(c.raw, held), prefix, suffix, language, cursor))
             for c in candidates]
     ranked = rank(cut_, before=prefix if before is None else before,
                   after=suffix if after is None else after, language=language,

@@ -41,7 +41,17 @@ class Cursor:
         """The cursor between ``prefix`` and ``suffix``."""
         line_prefix = prefix[prefix.rfind("\n") + 1:]
         head, _, rest = suffix.partition("\n")
-        following = next((line for line in rest.split("\n") if line.strip()), "")
+        following = ""
+        start = 0
+        while start < len(rest):  # the first non-blank line, without splitting the suffix
+            end = rest.find("\n", start)
+            line = rest[start:] if end < 0 else rest[start:end]
+            if line.strip():
+                following = line
+                break
+            if end < 0:
+                break
+            start = end + 1
         return cls(line_prefix, head, following)
 
 
@@ -140,10 +150,12 @@ def _bracket_cut(text: str, suffix_start: str) -> int | None:
     return None
 
 
-def cut(raw: str, prefix: str, suffix: str, language: Language) -> str:
-    """The part of ``raw`` that completes the code at the cursor, right-stripped."""
+def cut(raw: str, prefix: str, suffix: str, language: Language,
+        cursor: Cursor | None = None) -> str:
+    """The part of ``raw`` that completes the code at the cursor, right-stripped (``cursor``:
+    ``Cursor.of(prefix, suffix)``, computed once per request by the caller)."""
     text = _cut_at_stops(raw, language).replace("\r\n", "\n")
-    cursor = Cursor.of(prefix, suffix)
+    cursor = cursor or Cursor.of(prefix, suffix)
     if _single_line(cursor):
         text = text.split("\n", 1)[0]
         return _drop_line_overlap(text.rstrip(), cursor.line_suffix)
@@ -183,13 +195,16 @@ def cut(raw: str, prefix: str, suffix: str, language: Language) -> str:
     return _drop_line_overlap(text.rstrip(), cursor.line_suffix)
 
 
-def should_stop(text: str, prefix: str, suffix: str, language: Language) -> bool:
+def should_stop(text: str, prefix: str, suffix: str, language: Language,
+                cursor: Cursor | None = None) -> bool:
     """True once the completed lines of ``text`` already contain where ``cut`` would end it,
-    so generating more tokens cannot change what is shown."""
+    so generating more tokens cannot change what is shown. It runs at every generated line:
+    pass ``cursor`` (``Cursor.of(prefix, suffix)``) to compute that once per request."""
     done = text[: text.rfind("\n") + 1] if "\n" in text else ""
     if not done:
         return False
-    if _single_line(Cursor.of(prefix, suffix)):
+    cursor = cursor or Cursor.of(prefix, suffix)
+    if _single_line(cursor):
         return True
-    kept = cut(done, prefix, suffix, language)
+    kept = cut(done, prefix, suffix, language, cursor)
     return len(kept) < len(done.rstrip())

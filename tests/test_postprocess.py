@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from compilot.languages import language_for
-from compilot.server.postprocess import cut, is_prose, should_stop
+from compilot.server.postprocess import Cursor, cut, is_prose, should_stop
 
 PY = language_for("python")
 C = language_for("c")
@@ -69,3 +69,39 @@ def test_should_stop_once_cut_is_decided() -> None:
     assert should_stop("return a\nprint(1)\n", BODY, "\n", PY)
     # Mid-line: one line only.
     assert should_stop("a + b)\n", "x = max(", "), 3\n", PY)
+
+
+def _old_next_line(suffix: str) -> str:
+    """What Cursor.of computed before it stopped splitting the whole suffix."""
+    rest = suffix.partition("\n")[2]
+    return next((line for line in rest.split("\n") if line.strip()), "")
+
+
+@pytest.mark.parametrize("suffix", ["", "x", "x\n", "x\n\n\n", "x\n  \n\tlast", "\nfirst\nsecond",
+                                    ")\n\n    return y\n", "a\n \n \n b \n"])
+def test_the_cursor_finds_the_next_line_as_before(suffix: str) -> None:
+    cursor = Cursor.of("def f():\n    ", suffix)
+    assert cursor.next_line == _old_next_line(suffix)
+    assert cursor.line_suffix == suffix.partition("\n")[0]
+
+
+def test_the_cursor_is_computed_once_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """should_stop ran at every generated line and built the cursor context each time."""
+    from compilot.models import embedded_model_path
+    from compilot.server import engine as engine_mod
+    from compilot.server.completion import generate_ranked
+    from compilot.server.engine import Sampling
+    from compilot.settings import CompletionSettings, ModelSettings
+
+    engine = engine_mod.load(embedded_model_path(), ModelSettings())
+    made = []
+    real = Cursor.of.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(Cursor, "of", classmethod(lambda cls, p, s: made.append(1)
+                                                  or real(cls, p, s)))
+    prefix = 'def table(n):\n    """Lines of n times 1 to 10."""\n    '
+    ranked, raw = generate_ranked(engine, prefix, "\n", language_for("python"),
+                                  Sampling.from_settings(CompletionSettings(candidates=2,
+                                                                            max_tokens=48)))
+    assert ranked and sum(r.count("\n") for r in raw) >= 2  # lines were generated
+    assert len(made) == 1
+    engine.llm.close()
