@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from compilot.feedback import compilers
-from compilot.feedback.syntax import Splicer, check_syntax, parser_for, problems
+from compilot.feedback.syntax import Splicer, Trees, check_syntax, parser_for, problems
 
 T = TypeVar("T")
 
@@ -94,6 +94,18 @@ def main() -> None:
     print(row("incremental splice + new_problems (per edit)", incremental, "target p95 <= 10 ms"))
     print(row("cold full parse + problems", cold))
     print(row("check_syntax (cold parse + diagnostics)", full))
+    # A request's document tree, one keystroke after the last: the kept tree edited
+    # (feedback.syntax.Trees, what the server does now) against a parse from scratch (before).
+    typed = [data[:splicer.offset] + b"x" * k + data[splicer.offset:]
+             for k in range(1, args.edits + 2)]
+    trees, keystroke = Trees(), itertools.count()
+    trees.tree("doc", ts, "python", typed[0])
+    kept, _ = timed(lambda: trees.tree("doc", ts, "python", typed[1 + next(keystroke)]),
+                    args.edits)
+    afresh = itertools.cycle(typed)
+    scratch, _ = timed(lambda: ts.parse(next(afresh)), args.edits // 3)
+    print(row("document tree after a keystroke: kept tree edited", kept))
+    print(row("document tree after a keystroke: parsed afresh", scratch))
 
     print("\ncompile checks, small file that compiles (check_compile, wall time)")
     for language, source in SMALL.items():

@@ -16,6 +16,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -158,17 +160,82 @@ def _point_after(point: tuple[int, int], inserted: bytes) -> tuple[int, int]:
     return row, column + len(inserted)
 
 
+def _point(data: bytes, index: int) -> tuple[int, int]:
+    """(row, column in bytes) of ``index`` in ``data``."""
+    return data.count(b"\n", 0, index), index - (data.rfind(b"\n", 0, index) + 1)
+
+
+def _common(a: bytes, b: bytes, part: Callable[[bytes, int], bytes],
+            limit: int | None = None) -> int:
+    """The longest k (at most ``limit``) with ``part(a, k) == part(b, k)``, by bisection: a
+    few slice comparisons (memcmp) instead of a loop over every byte of a large file."""
+    low, high = 0, min(len(a), len(b)) if limit is None else limit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if part(a, middle) == part(b, middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+class Trees:
+    """The last syntax tree of each of a few documents, brought up to date by an incremental
+    re-parse of what changed (one edit: the span between the common prefix and the common
+    suffix of the two texts) instead of a parse from scratch. One per thread, as parsers."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._trees: OrderedDict[tuple[str, str], tuple[bytes, Tree]] = OrderedDict()
+        self.full = 0
+        """Parses from scratch (a document seen for the first time)."""
+        self.incremental = 0
+        """Re-parses of an edited tree."""
+
+    def tree(self, key: str, parser: Parser, grammar: str, source: bytes) -> Tree:
+        """The tree of ``source``, the document ``key``'s text now."""
+        slot = (key, grammar)
+        known = self._trees.get(slot)
+        if known is None:
+            tree = parser.parse(source)
+            self.full += 1
+        else:
+            old, tree = known
+            if old != source:
+                start = _common(old, source, lambda d, k: d[:k])
+                limit = min(len(old), len(source)) - start
+                tail = _common(old, source, lambda d, k: d[len(d) - k:], limit)
+                old_end, new_end = len(old) - tail, len(source) - tail
+                tree = tree.copy()
+                tree.edit(start_byte=start, old_end_byte=old_end, new_end_byte=new_end,
+                          start_point=_point(old, start), old_end_point=_point(old, old_end),
+                          new_end_point=_point(source, new_end))
+                tree = parser.parse(source, tree)
+            self.incremental += 1
+        self._trees[slot] = (source, tree)
+        self._trees.move_to_end(slot)
+        while len(self._trees) > self.size:
+            self._trees.popitem(last=False)
+        return tree
+
+    def forget(self, key: str) -> None:
+        """Drop a document's trees (it was closed)."""
+        for slot in [s for s in self._trees if s[0] == key]:
+            del self._trees[slot]
+
+
 class Splicer:
     """Parses a document once, then tells for each insertion at one offset whether it
-    introduces a syntax problem, by incremental re-parse of the edited tree."""
+    introduces a syntax problem, by incremental re-parse of the edited tree. ``tree``: the
+    document's tree already made (``Trees``), else it is parsed here."""
 
     def __init__(self, parser: Parser, source: bytes, offset: int,
-                 grammar: str | None = None) -> None:
+                 grammar: str | None = None, tree: Tree | None = None) -> None:
         self.parser = parser
         self.grammar = grammar
         self.source = source
         self.offset = offset
-        self.tree = parser.parse(source)
+        self.tree = tree if tree is not None else parser.parse(source)
         # Empty nodes are looked for only around the insertion (``new_problems``), so the
         # baseline needs them only there too: a query over a whole large file costs ms.
         self.baseline = problems(self.tree, grammar, within=(offset, offset))

@@ -32,6 +32,7 @@ from compilot.feedback.records import (
     new_id,
 )
 from compilot.feedback.store import EventLog
+from compilot.feedback.syntax import Trees
 from compilot.languages import Language, language_for
 from compilot.models import ModelNotFound, resolve_model_path
 from compilot.pointer import BASE
@@ -232,14 +233,16 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
                     rank_by_syntax: bool = True,
                     cancelled: Callable[[], bool] = lambda: False,
                     context: Choice = NONE, path: str | None = None,
-                    background: bool = False) -> tuple[list[Candidate], list[str]]:
+                    background: bool = False, trees: Trees | None = None,
+                    document: str | None = None) -> tuple[list[Candidate], list[str]]:
     """The server's model pipeline for one window: heal → prompt → generate → cut → rank.
 
     Returns (ranked candidates, the model's raw texts). ``before``/``after`` are the whole
     document around the cursor for the splice check (default: the window); ``context`` the
     chunks of other files the prompt carries (``context_prompt``) and ``path`` how it names
-    this file; ``background``: a prefetch (``Engine.generate``). The evaluator calls this too,
-    so that what it measures is what the server shows.
+    this file; ``background``: a prefetch (``Engine.generate``); ``trees`` and ``document``
+    (its key there): the document's last syntax tree, edited instead of parsed afresh. The
+    evaluator calls this too, so that what it measures is what the server shows.
     """
     prompt_prefix, held = heal(prefix)
     tokens = context_prompt(engine, prompt_prefix, suffix, sampling.max_tokens, language,
@@ -257,7 +260,7 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
             for c in candidates]
     ranked = rank(cut_, before=prefix if before is None else before,
                   after=suffix if after is None else after, language=language,
-                  check_syntax=rank_by_syntax)
+                  check_syntax=rank_by_syntax, trees=trees, key=document)
     return ranked, [c.raw for c in candidates]
 
 
@@ -295,6 +298,8 @@ class CompletionService:
         self._paths: dict[str, str] = {}
         self._cutter = ThreadPoolExecutor(1, thread_name_prefix="compilot-context")
         self._cutting: Future[None] | None = None
+        self._trees = Trees()
+        """The last syntax tree of each document (used on the worker thread only)."""
 
     # -- other files -----------------------------------------------------------------------
 
@@ -440,7 +445,7 @@ class CompletionService:
 
         def work(cancelled: Callable[[], bool]) -> list[Candidate]:
             return self._compute(after, at, next_win, language, sampling, cancelled, context,
-                                 path, background=True)
+                                 path, background=True, uri=uri)
 
         def done(future: Future[list[Candidate]]) -> None:
             if not future.cancelled() and future.exception() is None:
@@ -470,8 +475,10 @@ class CompletionService:
 
     def _compute(self, document: str, offset: int, win: Window, language: Language,
                  sampling: Sampling, cancelled: Callable[[], bool], context: Choice = NONE,
-                 path: str | None = None, background: bool = False) -> list[Candidate]:
-        """Model work, on the worker thread."""
+                 path: str | None = None, background: bool = False,
+                 uri: str | None = None) -> list[Candidate]:
+        """Model work, on the worker thread (``uri``: the document, whose last syntax tree
+        is edited instead of parsed afresh)."""
         if self.engine is None:
             return []
         if self.threads is not None:
@@ -479,11 +486,12 @@ class CompletionService:
         if len(document) <= MAX_FULL_PARSE_BYTES:
             before, after = document[:offset], document[offset:]
         else:
-            before, after = win.prefix, win.suffix
+            before, after, uri = win.prefix, win.suffix, None  # the window moves: no tree kept
         ranked, self.last_raw = generate_ranked(
             self.engine, win.prefix, win.suffix, language, sampling, before=before, after=after,
             rank_by_syntax=self.settings.completion.rank_by_syntax, cancelled=cancelled,
-            context=context, path=path, background=background)
+            context=context, path=path, background=background, trees=self._trees,
+            document=uri)
         return ranked
 
     async def complete(self, uri: str, document: str, offset: int, *, line: int = 0,
@@ -525,7 +533,8 @@ class CompletionService:
         else:
             job = self.scheduler.submit(
                 lambda cancelled: self._compute(document, offset, win, language, sampling,
-                                                cancelled, context, self._paths.get(uri)),
+                                                cancelled, context, self._paths.get(uri),
+                                                uri=uri),
                 key=uri,
             )
             try:

@@ -13,20 +13,23 @@ from __future__ import annotations
 from dataclasses import replace
 
 from compilot.feedback.records import Candidate
-from compilot.feedback.syntax import Splicer, parser_for
+from compilot.feedback.syntax import Splicer, Trees, parser_for
 from compilot.languages import Language
 
 # Above this size the whole-document parse costs more than it tells: parse the window only.
 MAX_FULL_PARSE_BYTES = 1 << 20
 
 
-def _splicer(language: Language, before: str, after: str) -> Splicer | None:
+def _splicer(language: Language, before: str, after: str, trees: Trees | None = None,
+             key: str | None = None) -> Splicer | None:
     parser = parser_for(language.grammar) if language.grammar else None
-    if parser is None:
+    if parser is None or language.grammar is None:
         return None
     head = before.encode("utf-8", errors="replace")
-    return Splicer(parser, head + after.encode("utf-8", errors="replace"), len(head),
-                   language.grammar)
+    source = head + after.encode("utf-8", errors="replace")
+    tree = (trees.tree(key, parser, language.grammar, source)
+            if trees is not None and key is not None else None)
+    return Splicer(parser, source, len(head), language.grammar, tree)
 
 
 def _longest_parsing_prefix(text: str, splicer: Splicer) -> str | None:
@@ -39,11 +42,12 @@ def _longest_parsing_prefix(text: str, splicer: Splicer) -> str | None:
 
 
 def rank(candidates: list[Candidate], *, before: str, after: str, language: Language,
-         check_syntax: bool = True) -> list[Candidate]:
+         check_syntax: bool = True, trees: Trees | None = None,
+         key: str | None = None) -> list[Candidate]:
     """Rank cut candidates for a cursor between ``before`` and ``after`` (the document, or
     the window of a huge one), setting ``parsed`` and ``shown``. Empty and duplicate texts
-    go."""
-    splicer = _splicer(language, before, after) if check_syntax else None
+    go. ``trees``/``key``: the document's last tree, edited instead of parsed afresh."""
+    splicer = _splicer(language, before, after, trees, key) if check_syntax else None
     ranked: list[Candidate] = []
     seen: set[str] = set()
     for candidate in candidates:

@@ -142,3 +142,44 @@ def test_the_ranker_and_the_label_agree_on_what_parses(head: str, inserted: str)
     ranked = splicer(before, after).parses(inserted)
     labelled = blame(before + after, before + inserted + after, "python", stage=Stage.SYNTAX)
     assert ranked is not labelled.introduced, labelled
+
+
+def test_a_documents_tree_is_edited_not_parsed_again() -> None:
+    """Each model request parsed its whole document from scratch."""
+    from compilot.feedback.syntax import Trees
+
+    parser = parser_for("python")
+    assert parser is not None
+    trees = Trees()
+    text = "def f(a):\n    return a\n\n\nclass C:\n    x = 1\n"
+    edits = [text,
+             text.replace("return a", "return a + 1"),           # typed in the middle
+             text.replace("return a", "return a + 1") + "y = (",   # appended, now broken
+             "import os\n" + text,                               # inserted at the start
+             "def f(a):\n    return a\n",                       # cut at the end
+             "",
+             "x = 1\n"]
+    for source in edits:
+        data = source.encode()
+        tree = trees.tree("file:///a.py", parser, "python", data)
+        assert str(tree.root_node) == str(parser.parse(data).root_node), source
+        assert tree.root_node.end_byte == len(data)
+    assert (trees.full, trees.incremental) == (1, len(edits) - 1)
+    trees.tree("file:///b.py", parser, "python", b"z = 2\n")
+    assert trees.full == 2
+
+
+def test_the_ranking_is_the_same_with_the_kept_tree() -> None:
+    from compilot.feedback.syntax import Trees
+
+    before, after = "def f(a):\n    ", "\n\n\nprint(f(1))\n"
+    candidates = [Candidate(text="return a +", raw="", logprob=-0.1, tokens=3),
+                  Candidate(text="return a * 2", raw="", logprob=-0.5, tokens=4)]
+    trees = Trees()
+    rank(candidates, before="def g():\n    pass\n" + before, after=after,
+         language=language_for("python"), trees=trees, key="file:///a.py")
+    kept = rank(candidates, before=before, after=after, language=language_for("python"),
+                trees=trees, key="file:///a.py")
+    fresh = rank(candidates, before=before, after=after, language=language_for("python"))
+    assert kept == fresh and trees.incremental == 1
+    assert [c.text for c in kept if c.shown] == ["return a * 2"]
