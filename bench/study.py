@@ -30,11 +30,13 @@ and torch's numerics differ between CPUs and a pairing of scores must come from 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import os
 import re
 import resource
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -73,6 +75,8 @@ METHODS = {  # name: (trl method, settings overrides)
     "dpo+sft": ("dpo", {"learning_rate": 2e-4, "sft_weight": 1.0}),
     "sft": ("sft", {"learning_rate": 5e-4}),
 }
+RESULTS = Path(__file__).resolve().parent / "results" / "study"
+"""The committed parts: round 1's data and each machine's scores and round reports."""
 HELD_OUT = 0.2
 """The share of the corpus's files that no round trains on."""
 
@@ -166,9 +170,17 @@ class Study:
     # -- data ------------------------------------------------------------------------------
 
     def store(self, name: str) -> Path:
-        """Round 1's data (the base's) serves every machine; later rounds' are this CPU's."""
+        """Round 1's data (the base's) serves every machine; later rounds' are this CPU's.
+        A new work folder starts from the committed round-1 data, where there is one."""
         root = self.work if name == "round1" else self.machine
-        return root / "data" / name / "events.db"
+        path = root / "data" / name / "events.db"
+        committed = RESULTS / "round1-events.db.gz"
+        if name == "round1" and not path.exists() and committed.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with gzip.open(committed) as packed, path.open("wb") as out:
+                shutil.copyfileobj(packed, out)
+            console.print(f"round 1 data from {committed}")
+        return path
 
     def bootstrap(self, name: str, adapter: Path | None, version: str) -> Path:
         """The bootstrap of the corpus's training files by ``adapter`` (resumable)."""

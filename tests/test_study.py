@@ -39,3 +39,26 @@ def test_paired_counts_wins_and_losses_on_the_same_prompts() -> None:
     humaneval_other = [[True, True, True], [True, True, False]]
     assert s.paired(humaneval_base, humaneval_other, 2) == "+50 (1/0)"
     assert s.rate(humaneval_other, 1) == 1.0
+
+
+def test_scores_are_kept_per_cpu_and_round_1_data_starts_from_the_committed_store(
+        tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from compilot.feedback.store import Store
+
+    s = study()
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu avx2 amx_bf16\n")
+    key = s.machine_key(cpuinfo)
+    assert key.startswith("intel-xeon-processor-")
+    cpuinfo.write_text("model name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu avx2\n")
+    assert s.machine_key(cpuinfo) != key  # same name, other features: another machine
+
+    fresh = SimpleNamespace(work=tmp_path / "work", machine=tmp_path / "work" / "machines" / key)
+    round1 = s.Study.store(fresh, "round1")
+    assert round1 == tmp_path / "work" / "data" / "round1" / "events.db"
+    store = Store(round1, read_only=True)
+    assert len(store.bootstrapped()) >= 300  # the committed bootstrap of the corpus
+    store.close()
+    assert s.Study.store(fresh, "round2-kto").parent.parent.parent == fresh.machine
