@@ -30,7 +30,7 @@ import numpy as np
 
 from compilot.feedback.records import Candidate
 from compilot.models import REPO_CONTROL_SPELLINGS
-from compilot.settings import CompletionSettings, ModelSettings
+from compilot.settings import MAX_CANDIDATES, CompletionSettings, ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,19 @@ _REPO_TEXTS = (REPO_CONTROL_SPELLINGS["repo"],)
 _FILE_SEP_TEXTS = (REPO_CONTROL_SPELLINGS["file_sep"],)
 
 
+@dataclass
+class _Sequence:
+    """One candidate being generated."""
+
+    index: int
+    rng: np.random.Generator
+    forced: str
+    room: int
+    out: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    data: bytes = b""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Sampling:
     """How to sample the candidates of one request (the defaults live in the settings)."""
@@ -187,6 +200,8 @@ class Engine:
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {path}: {exc}") from exc
+        self.n_seq = self._with_sequences(llama_cpp, min(MAX_CANDIDATES, int(
+            llama_cpp.llama_max_parallel_sequences())))
         self.path = path
         self.n_ctx = n_ctx
         self.n_batch = n_batch
@@ -204,6 +219,27 @@ class Engine:
         self._allowed_cache: dict[str, np.ndarray] = {}
         self._adapter: Any = None  # llama_adapter_lora_p of the adapter being applied
         self.adapter_path: Path | None = None
+
+    def _with_sequences(self, llama_cpp: Any, n: int) -> int:
+        """Give the model a context of ``n`` sequences sharing one KV cache of ``n_ctx`` cells
+        (llama-cpp-python makes one sequence, except for embeddings), so that a request's
+        candidates are decoded side by side, one batch per token; 1 where llama.cpp refuses."""
+        if n <= 1:
+            return 1
+        from llama_cpp import _internals
+
+        params = self.llm.context_params
+        params.n_seq_max, params.kv_unified = n, True
+        try:
+            ctx = _internals.LlamaContext(model=self.llm._model, params=params, verbose=False)
+        except ValueError:
+            params.n_seq_max, params.kv_unified = 1, False
+            log.warning("llama.cpp made no context of %d sequences: candidates are decoded "
+                        "one after another", n)
+            return 1
+        self.llm._ctx.close()
+        self.llm._ctx = ctx
+        return n
 
     def set_threads(self, n: int) -> None:
         """Use ``n`` CPU threads from the next evaluation on (on the worker, between
@@ -445,55 +481,123 @@ class Engine:
         self.counters.last_prompt = list(tokens)
         try:
             prompt_logits = self._evaluate_prompt(tokens, cancelled)
-            candidates = [
-                self._sample_one(tokens, prompt_logits, sampling, index, forced, stop,
-                                 cancelled)
-                for index in range(max(1, sampling.n))
-            ]
+            n = max(1, sampling.n)
+            if 1 < n <= self.n_seq:
+                candidates = self._sample_side_by_side(tokens, prompt_logits, sampling,
+                                                       forced, stop, cancelled)
+            else:
+                candidates = [
+                    self._sample_one(tokens, prompt_logits, sampling, index, forced, stop,
+                                     cancelled)
+                    for index in range(n)
+                ]
         except Cancelled:
             self.counters.aborted += 1
             raise
         self.counters.generations += 1
         return candidates
 
+    def _step(self, seq: _Sequence, logits: np.ndarray, sampling: Sampling,
+              stop: Callable[[str], bool]) -> int | None:
+        """Pick ``seq``'s next token from ``logits``: the token to evaluate next, or None when
+        the candidate is complete (a stop token, ``stop``, or no room left)."""
+        allowed = self._allowed(seq.forced) if seq.forced else None
+        if allowed is not None and len(allowed):
+            token, logprob = self._pick(logits, sampling, seq.index, seq.rng, allowed)
+            text = self._texts[token]
+            seq.forced = seq.forced[len(text):] if seq.forced.startswith(text) else ""
+        else:
+            seq.forced = ""
+            token, logprob = self._pick(logits, sampling, seq.index, seq.rng)
+        if self.stops(token):
+            return None
+        seq.out.append(token)
+        seq.logprobs.append(logprob)
+        piece = self.llm.detokenize([token])
+        seq.data += piece
+        full = len(seq.out) >= seq.room
+        if (b"\n" in piece or full) and stop(seq.data.decode("utf-8", errors="ignore")):
+            return None
+        return None if full else token
+
     def _sample_one(self, prompt: list[int], logits: np.ndarray, sampling: Sampling,
                     index: int, forced: str, stop: Callable[[str], bool],
                     cancelled: Callable[[], bool]) -> Candidate:
         llm = self.llm
         llm.n_tokens = len(prompt)  # rewind to the prompt's end; eval drops the rest
-        rng = np.random.default_rng([sampling.seed, index])
-        room = min(sampling.max_tokens, self.n_ctx - len(prompt))
-        out: list[int] = []
-        logprobs: list[float] = []
-        data = b""
-        for _ in range(room):
+        seq = _Sequence(index, np.random.default_rng([sampling.seed, index]), forced,
+                        min(sampling.max_tokens, self.n_ctx - len(prompt)))
+        while seq.room > 0:
             if cancelled():
                 raise Cancelled
-            allowed = self._allowed(forced) if forced else None
-            if allowed is not None and len(allowed):
-                token, logprob = self._pick(logits, sampling, index, rng, allowed)
-                text = self._texts[token]
-                forced = forced[len(text):] if forced.startswith(text) else ""
-            else:
-                forced = ""
-                token, logprob = self._pick(logits, sampling, index, rng)
-            if self.stops(token):
-                break
-            out.append(token)
-            logprobs.append(logprob)
-            piece = llm.detokenize([token])
-            data += piece
-            if b"\n" in piece or len(out) == room:
-                if stop(data.decode("utf-8", errors="ignore")):
-                    break
-            if len(out) == room:
+            token = self._step(seq, logits, sampling, stop)
+            if token is None:
                 break
             llm.eval([token])
             logits = self._logits()
-        self.counters.generated_tokens += len(out)
-        mean = float(np.mean(logprobs)) if logprobs else None
-        text = data.decode("utf-8", errors="replace")
-        return Candidate(text=text, raw=text, tokens=len(out), logprob=mean)
+        return self._candidate(seq)
+
+    def _candidate(self, seq: _Sequence) -> Candidate:
+        self.counters.generated_tokens += len(seq.out)
+        mean = float(np.mean(seq.logprobs)) if seq.logprobs else None
+        text = seq.data.decode("utf-8", errors="replace")
+        return Candidate(text=text, raw=text, tokens=len(seq.out), logprob=mean)
+
+    def _sample_side_by_side(self, prompt: list[int], logits: np.ndarray, sampling: Sampling,
+                             forced: str, stop: Callable[[str], bool],
+                             cancelled: Callable[[], bool]) -> list[Candidate]:
+        """The ``sampling.n`` candidates decoded together: candidate i on sequence i of the
+        KV cache, which starts as a copy of the prompt's (sequence 0), and one batch per
+        step holding the next token of every candidate not yet complete. On a CPU a batch
+        of a few tokens costs about one token (the weights are read once), so n candidates
+        cost about one. Each candidate is picked as ``_sample_one`` picks it."""
+        lc, llm = self._llama_cpp, self.llm
+        ctx, memory, length = llm._ctx.ctx, llm._ctx.memory, len(prompt)
+        n = max(1, sampling.n)
+        room = min(sampling.max_tokens, self.n_ctx - length)
+        seqs = [_Sequence(i, np.random.default_rng([sampling.seed, i]), forced, room)
+                for i in range(n)]
+        llm.n_tokens = length
+        lc.llama_memory_seq_rm(memory, 0, length, -1)
+        for i in range(1, n):
+            lc.llama_memory_seq_rm(memory, i, -1, -1)
+            lc.llama_memory_seq_cp(memory, 0, i, 0, length)
+        batch = lc.llama_batch_init(n, 0, 1)
+        pending = {i: logits for i in range(n)}  # sequence -> the logits of its next pick
+        try:
+            while pending and room > 0:
+                if cancelled():
+                    raise Cancelled
+                picked = []
+                for i, row in pending.items():
+                    token = self._step(seqs[i], row, sampling, stop)
+                    if token is not None:
+                        picked.append((i, token))
+                if not picked:
+                    break
+                for j, (i, token) in enumerate(picked):
+                    batch.token[j] = token
+                    batch.pos[j] = length + len(seqs[i].out) - 1
+                    batch.n_seq_id[j] = 1
+                    batch.seq_id[j][0] = i
+                    batch.logits[j] = True
+                batch.n_tokens = len(picked)
+                if lc.llama_decode(ctx, batch) != 0:
+                    raise RuntimeError("llama_decode failed for a batch of candidates")
+                pending = {i: self._logits_at(j) for j, (i, _) in enumerate(picked)}
+        finally:
+            lc.llama_batch_free(batch)
+            for i in range(1, n):
+                lc.llama_memory_seq_rm(memory, i, -1, -1)
+            lc.llama_memory_seq_rm(memory, 0, length, -1)
+            llm.n_tokens = length
+        return [self._candidate(seq) for seq in seqs]
+
+    def _logits_at(self, index: int) -> np.ndarray:
+        ptr = self._llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, index)
+        return np.ctypeslib.as_array(
+            ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
+        ).copy()
 
     @staticmethod
     def _pick(logits: np.ndarray, sampling: Sampling, index: int, rng: np.random.Generator,

@@ -54,6 +54,35 @@ def test_candidates_have_log_probs_and_are_reproducible(engine: Engine) -> None:
         assert cand.logprob is not None and cand.logprob < 0
 
 
+def test_candidates_are_decoded_side_by_side_as_one_after_another_picks_them(
+        engine: Engine) -> None:
+    """A request's candidates share one batch per token (a KV sequence each): reproducible,
+    the greedy one completing the line as the sequential decoding does, and the KV cache
+    left as after one candidate (the prompt, nothing of the other sequences)."""
+    import llama_cpp
+
+    assert engine.n_seq >= 3
+    three = sampling(n=3, max_tokens=12, temperature=0.8, seed=7)
+    prompt = engine.prompt(PREFIX, "", 12)
+    side = engine.generate(prompt, three, forced="    ")
+    memory = engine.llm._ctx.memory
+    assert [llama_cpp.llama_memory_seq_pos_max(memory, i) for i in (1, 2)] == [-1, -1]
+    assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == len(prompt) - 1
+    assert engine.generate(prompt, three, forced="    ") == side  # reproducible
+    engine.n_seq, kept = 1, engine.n_seq
+    try:
+        sequential = engine.generate(prompt, three, forced="    ")
+    finally:
+        engine.n_seq = kept
+    # A batch rounds differently from a single token, so past a near tie the two can part
+    # (here after the function's last line); what the line completes is the same.
+    assert side[0].text.split("\n")[0] == sequential[0].text.split("\n")[0]
+    assert all(c.text.startswith("    ") for c in side)
+    reused = engine.counters.reused_tokens
+    engine.generate(prompt, sampling(max_tokens=2))
+    assert engine.counters.reused_tokens - reused == len(prompt) - 1  # the prompt's KV kept
+
+
 def test_a_keystroke_evaluates_only_new_tokens(engine: Engine) -> None:
     engine.generate(engine.prompt(PREFIX + "    return a", "", 4), sampling(max_tokens=4))
     before = engine.counters.prompt_tokens
