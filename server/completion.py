@@ -7,6 +7,7 @@ it in handlers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -449,7 +450,8 @@ class CompletionService:
 
         def done(future: Future[list[Candidate]]) -> None:
             if not future.cancelled() and future.exception() is None:
-                loop.call_soon_threadsafe(self._prefetched, key, future.result())
+                with contextlib.suppress(RuntimeError):  # the loop has ended: nobody asks
+                    loop.call_soon_threadsafe(self._prefetched, key, future.result())
 
         job = self.scheduler.submit(work, key=f"prefetch:{uri}", background=True)
         job.future.add_done_callback(done)

@@ -217,6 +217,8 @@ class Engine:
         self._texts = [self.llm.detokenize([i]).decode("utf-8", errors="replace")
                        for i in range(self.n_vocab)]
         self._allowed_cache: dict[str, np.ndarray] = {}
+        self._background = False
+        """A background generation (prefetch) is running: its tokens count apart."""
         self._adapter: Any = None  # llama_adapter_lora_p of the adapter being applied
         self.adapter_path: Path | None = None
 
@@ -402,7 +404,8 @@ class Engine:
             common += 1
         common = min(common, len(tokens) - 1)  # re-evaluate at least one token for its logits
         llm.n_tokens = common
-        self.counters.reused_tokens += common
+        if not self._background:
+            self.counters.reused_tokens += common
         # The last token is always evaluated on its own: batched and single-token matmuls
         # round differently, and a near-tie decided by that would make the same prompt give
         # different candidates depending on what the KV cache held before (seen on an AMD
@@ -415,7 +418,10 @@ class Engine:
         if cancelled():
             raise Cancelled
         llm.eval(last)
-        self.counters.prompt_tokens += len(tokens) - common
+        if self._background:
+            self.counters.background_tokens += len(tokens) - common
+        else:
+            self.counters.prompt_tokens += len(tokens) - common
         return self._logits()
 
     def warm(self, tokens: list[int], cancelled: Callable[[], bool],
@@ -464,21 +470,9 @@ class Engine:
         """
         if not tokens:
             raise ValueError("empty prompt")
-        if background:
-            c = self.counters
-            before = (c.prompt_tokens, c.reused_tokens, c.generated_tokens, c.generations,
-                      c.aborted)
-            last = c.last_prompt
-            try:
-                return self.generate(tokens, sampling, forced=forced, stop=stop,
-                                     cancelled=cancelled)
-            finally:
-                c.background_tokens += ((c.prompt_tokens - before[0])
-                                        + (c.generated_tokens - before[2]))
-                (c.prompt_tokens, c.reused_tokens, c.generated_tokens, c.generations,
-                 c.aborted) = before
-                c.last_prompt = last
-        self.counters.last_prompt = list(tokens)
+        self._background = background  # the worker runs one generation at a time
+        if not background:
+            self.counters.last_prompt = list(tokens)
         try:
             prompt_logits = self._evaluate_prompt(tokens, cancelled)
             n = max(1, sampling.n)
@@ -492,9 +486,13 @@ class Engine:
                     for index in range(n)
                 ]
         except Cancelled:
-            self.counters.aborted += 1
+            if not background:
+                self.counters.aborted += 1
             raise
-        self.counters.generations += 1
+        finally:
+            self._background = False
+        if not background:
+            self.counters.generations += 1
         return candidates
 
     def _step(self, seq: _Sequence, logits: np.ndarray, sampling: Sampling,
@@ -538,7 +536,10 @@ class Engine:
         return self._candidate(seq)
 
     def _candidate(self, seq: _Sequence) -> Candidate:
-        self.counters.generated_tokens += len(seq.out)
+        if self._background:
+            self.counters.background_tokens += len(seq.out)
+        else:
+            self.counters.generated_tokens += len(seq.out)
         mean = float(np.mean(seq.logprobs)) if seq.logprobs else None
         text = seq.data.decode("utf-8", errors="replace")
         return Candidate(text=text, raw=text, tokens=len(seq.out), logprob=mean)

@@ -23,9 +23,18 @@ AT = SOURCE.index("\n", SOURCE.index('"""', SOURCE.index('"""', CURSOR) + 3)) + 
 DOCUMENT = SOURCE[:AT] + SOURCE[SOURCE.index("\n", AT):]
 
 
+def variant(name: str) -> tuple[str, int]:
+    """The document, made different for each test (else one test's answer is the next one's
+    cache hit), and the cursor in it."""
+    head = f"# {name}\n"
+    return head + DOCUMENT, AT + len(head)
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> CompletionService:
-    settings, _ = settings_mod.load({"completion": {"maxTokens": 8, "candidates": 1}},
+    # a long window (about 2,000 tokens): a warm-up takes long enough to be caught midway
+    settings, _ = settings_mod.load({"completion": {"maxTokens": 8, "candidates": 1,
+                                                   "prefixChars": 12000}},
                                     path=tmp_path_factory.mktemp("cfg") / "none.toml")
     svc = CompletionService(settings, store=None)
     svc.load().result()
@@ -39,6 +48,14 @@ def engine_of(service: CompletionService) -> Engine:
     return service.engine
 
 
+def forget_the_kv_cache(service: CompletionService) -> None:
+    """Nothing in the KV cache, done on the worker (a prefetch may be running there: this
+    job, not one of the background, stops it first)."""
+    engine = engine_of(service)
+    service.scheduler.submit(lambda _cancelled: setattr(engine.llm, "n_tokens", 0)
+                             ).future.result(60)
+
+
 async def result_of(future: Future[object] | None) -> object:
     assert future is not None
     try:
@@ -50,10 +67,11 @@ async def result_of(future: Future[object] | None) -> object:
 async def test_a_warm_up_leaves_the_first_request_only_the_last_tokens(
         service: CompletionService) -> None:
     engine = engine_of(service)
-    warmed = await result_of(service.warm("file:///w/a.py", DOCUMENT, AT, language_id="python"))
-    assert isinstance(warmed, int) and warmed > 300  # the window: about 900 tokens
+    document, at = variant("a")
+    warmed = await result_of(service.warm("file:///w/a.py", document, at, language_id="python"))
+    assert isinstance(warmed, int) and warmed > 1000  # the window: about 2,000 tokens
     before = engine.counters.prompt_tokens
-    answer = await service.complete("file:///w/a.py", DOCUMENT, AT, language_id="python")
+    answer = await service.complete("file:///w/a.py", document, at, language_id="python")
     assert answer.source is Source.MODEL
     assert engine.counters.prompt_tokens - before <= WARM_TAIL + 1
 
@@ -61,11 +79,16 @@ async def test_a_warm_up_leaves_the_first_request_only_the_last_tokens(
 async def test_a_request_stops_a_warm_up_and_takes_over_what_it_evaluated(
         service: CompletionService) -> None:
     engine = engine_of(service)
-    engine.llm.n_tokens = 0  # nothing of this window in the KV cache
-    warm = service.warm("file:///w/b.py", DOCUMENT, AT, language_id="python")
-    await asyncio.sleep(0.3)  # the warm-up is under way (the whole window takes seconds)
+    forget_the_kv_cache(service)  # nothing of this window in the KV cache
+    document, at = variant("b")
+    warm = service.warm("file:///w/b.py", document, at, language_id="python")
+    for _ in range(6000):  # until the warm-up has evaluated its first batch
+        if engine.llm.n_tokens >= 64:
+            break
+        await asyncio.sleep(0.005)
     reused = engine.counters.reused_tokens
-    answer = await service.complete("file:///w/b.py", DOCUMENT, AT, language_id="python")
+    answer = await service.complete("file:///w/b.py", document, at, language_id="python")
+    assert answer.source is Source.MODEL
     warmed = await result_of(warm)
     assert isinstance(warmed, int)
     total = len(engine.counters.last_prompt)
@@ -73,38 +96,41 @@ async def test_a_request_stops_a_warm_up_and_takes_over_what_it_evaluated(
     # what the warm-up evaluated, the request did not evaluate again
     assert engine.counters.reused_tokens - reused >= warmed
     # and the answer is the one a cold start gives
-    engine.llm.n_tokens = 0
-    cold = await service.complete("file:///w/c.py", DOCUMENT, AT, language_id="python")
+    forget_the_kv_cache(service)
+    service._cache.clear()  # noqa: SLF001 - the same window, computed afresh
+    cold = await service.complete("file:///w/c.py", document, at, language_id="python")
+    assert cold.source is Source.MODEL
     assert [c.text for c in answer.items] == [c.text for c in cold.items]
 
 
 async def test_tab_then_the_next_request_is_a_prefetched_cache_hit(
         service: CompletionService) -> None:
     uri = "file:///w/d.py"
-    first = await service.complete(uri, DOCUMENT, AT, language_id="python")
-    assert first.items, "no suggestion to accept"
-    background = engine_of(service).counters.background_tokens
-    for _ in range(600):  # the prefetch lands through the loop
-        if service.counters.prefetched and engine_of(service).counters.background_tokens \
-                > background:
+    document, at = variant("d")
+    prefetched = service.counters.prefetched
+    first = await service.complete(uri, document, at, language_id="python")
+    assert first.source is Source.MODEL and first.items, "no suggestion to accept"
+    for _ in range(1200):  # the prefetch lands through the loop
+        if service.counters.prefetched > prefetched:
             break
         await asyncio.sleep(0.1)
     text = first.items[0].text
-    accepted = DOCUMENT[:AT] + text + DOCUMENT[AT:]
+    accepted = document[:at] + text + document[at:]
     generated = engine_of(service).counters.generated_tokens
-    second = await service.complete(uri, accepted, AT + len(text), language_id="python")
+    second = await service.complete(uri, accepted, at + len(text), language_id="python")
     assert second.source is Source.CACHE
     assert engine_of(service).counters.generated_tokens == generated  # nothing computed now
 
 
 async def test_a_prefetch_does_not_hold_up_a_request(service: CompletionService) -> None:
     uri = "file:///w/e.py"
-    first = await service.complete(uri, DOCUMENT, AT, language_id="python")
+    document, at = variant("e")
+    first = await service.complete(uri, document, at, language_id="python")
     assert first.items
     # the user types on instead of accepting: the request stops the prefetch at its next token
-    typed = DOCUMENT[:AT] + "zq" + DOCUMENT[AT:]
+    typed = document[:at] + "zq" + document[at:]
     second = await asyncio.wait_for(
-        service.complete(uri, typed, AT + 2, language_id="python"), 60)
+        service.complete(uri, typed, at + 2, language_id="python"), 120)
     assert second.source is Source.MODEL
     assert service.scheduler.counters.failed == 0
 

@@ -43,6 +43,8 @@ async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest):
     await initialize(lsp_client, request.param, {
         "model": {"path": str(MODEL), "nCtx": 512},
         "completion": {"candidates": 1, "maxTokens": 4},
+        # the exact FIM layout, without other open files' chunks (tests/test_context_lsp.py)
+        "context": {"enabled": False},
     })
     yield
     await asyncio.wait_for(lsp_client.shutdown_session(), TIMEOUT)
