@@ -389,19 +389,23 @@ class Engine:
     # -- generation ------------------------------------------------------------------------
 
     def _logits(self) -> np.ndarray:
-        ptr = self._llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
-        return np.ctypeslib.as_array(
-            ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
-        ).copy()
+        """The logits of the last token evaluated."""
+        return self._logits_at(-1)
 
-    def _evaluate_prompt(self, tokens: list[int], cancelled: Callable[[], bool]) -> np.ndarray:
-        """Evaluate ``tokens``, reusing the KV cache of the longest common prefix."""
+    def _cached_prefix(self, tokens: list[int]) -> int:
+        """How many leading ``tokens`` the KV cache already holds."""
         llm = self.llm
         cached = llm.input_ids[: llm.n_tokens]
         common = 0
         limit = min(len(cached), len(tokens))
         while common < limit and cached[common] == tokens[common]:
             common += 1
+        return common
+
+    def _evaluate_prompt(self, tokens: list[int], cancelled: Callable[[], bool]) -> np.ndarray:
+        """Evaluate ``tokens``, reusing the KV cache of the longest common prefix."""
+        llm = self.llm
+        common = self._cached_prefix(tokens)
         common = min(common, len(tokens) - 1)  # re-evaluate at least one token for its logits
         llm.n_tokens = common
         if not self._background:
@@ -431,11 +435,7 @@ class Engine:
         early, what was evaluated stays, and the request's ``_evaluate_prompt`` reuses it as
         the common prefix. Returns the tokens evaluated."""
         llm = self.llm
-        cached = llm.input_ids[: llm.n_tokens]
-        common = 0
-        limit = min(len(cached), len(tokens))
-        while common < limit and cached[common] == tokens[common]:
-            common += 1
+        common = self._cached_prefix(tokens)
         llm.n_tokens = common
         done = 0
         for start in range(common, len(tokens), batch):
