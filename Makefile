@@ -4,22 +4,36 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+STAMP = $(VENV)/.installed-$(LLAMA_FLAVOUR)-$(CPU_KEY)
 
 # llama-cpp-python is built from source. On x86-64 it is built for AVX2/FMA/F16C (x86-64-v3)
-# instead of -march=native: on CPUs with AMX (Intel Sapphire Rapids and later) a native
-# build routes matrix products through ggml's AMX kernels, which segfault on the first decode
-# where the kernel does not grant AMX tile state (seen here). The wheel is kept in a cache of
-# ours named by version and flags (pip's own cache ignores CMAKE_ARGS), so it builds once.
+# by default. `make install LLAMA_FLAVOUR=native` builds it for the CPU it runs on instead
+# (-march=native: AVX-512, VNNI and BF16 where present) but never with AMX: on CPUs with AMX
+# (Intel Sapphire Rapids and later) a native build routes matrix products through ggml's AMX
+# kernels, which segfaulted on the first decode where the kernel did not grant AMX tile state
+# (seen here); -mno-amx-* keeps them out. The native build is not the default because it did
+# not hold when measured (bench/llama_build.py, README "Measured"). The wheel is kept in a
+# cache of ours (pip's own cache ignores CMAKE_ARGS), so it builds once: named by version and
+# flavour, and for a native build also by a hash of the CPU's model name and feature flags
+# (its flags do not say which CPU it was built for), so that it never serves another CPU.
 LLAMA_VERSION := 0.3.36
+CPU_KEY := $(shell (grep -m1 '^model name' /proc/cpuinfo; grep -m1 '^flags' /proc/cpuinfo) 2>/dev/null | sha256sum | cut -c1-12)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 ifeq ($(shell uname -m),x86_64)
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 LLAMA_FLAVOUR ?= x86-64-v3
 else
-LLAMA_CMAKE_ARGS ?=
 LLAMA_FLAVOUR ?= native
 endif
-LLAMA_WHEELS ?= $(HOME)/.cache/compilot/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_FLAVOUR)
+ifeq ($(LLAMA_FLAVOUR),x86-64-v3)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+LLAMA_WHEELS ?= $(HOME)/.cache/compilot/wheels/llama-cpp-python-$(LLAMA_VERSION)-x86-64-v3
+else ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=ON -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
+LLAMA_WHEELS ?= $(HOME)/.cache/compilot/wheels/llama-cpp-python-$(LLAMA_VERSION)-native-$(CPU_KEY)
+else
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=ON
+LLAMA_WHEELS ?= $(HOME)/.cache/compilot/wheels/llama-cpp-python-$(LLAMA_VERSION)-native-$(CPU_KEY)
+endif
 
 VSCODE := editor-clients/vscode
 VSCODE_DEPS := $(VSCODE)/node_modules/.package-lock.json

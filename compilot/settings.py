@@ -251,6 +251,10 @@ class TrainingSettings:
     max_length). The window the server sends is longer, but what a completion is learnt from
     sits near the cursor (bench/step_cost.py --store measures where the enclosing function
     starts), and a step's cost grows with every token (bench/train.py)."""
+    context_tokens: int = 96
+    """Tokens a training row keeps at most of the chunks of other files its request's prompt
+    carried (``[context]``), whole chunks, the most relevant first, in the room max_length
+    leaves after the prompt and the completion (0: rows without context)."""
     precision: str = "auto"
     """auto | bf16 | float32. auto: bfloat16 autocast where the hardware computes it natively
     (a CUDA GPU with bf16; a CPU with avx512_bf16 or amx_bf16), float32 elsewhere."""
@@ -288,6 +292,7 @@ class TrainingSettings:
         _one_of("training.kto_weighting", self.kto_weighting, ("none", "grade"))
         _one_of("training.precision", self.precision, ("auto", "bf16", "float32"))
         _at_least("training.prompt_tokens", self.prompt_tokens, 0)
+        _at_least("training.context_tokens", self.context_tokens, 0)
         _at_least("training.kto_sft_weight", self.kto_sft_weight, 0.0)
         for method in self.auto_order or [""]:
             _one_of("training.auto_order's methods", method, ("dpo", "kto", "sft"))

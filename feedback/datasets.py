@@ -4,8 +4,11 @@ Every row comes from a completion request: `prompt` is the request's prefix (the
 the cursor) and `suffix` the window after it, for fill-in-the-middle models. Metadata columns:
 `language`, `adapter` (the adapter version that served the request), `file` (the first 16 hex
 digits of the SHA-256 of the document URI, never the path), `source`, `origin` (`editor`, or
-`bootstrap` for what `compilot bootstrap` made from the user's own functions) and `created_at`
-(epoch seconds of the request).
+`bootstrap` for what `compilot bootstrap` made from the user's own functions), `created_at`
+(epoch seconds of the request) and `context` (the chunks of other files the request's prompt
+carried before its window, each `{path, text}`, redacted when it was cut; empty without
+context): the prompt the model saw is `context` laid out as `server.layout` lays it out, then
+`prompt` (and `suffix`).
 
 **Labels** (one rule for every kind):
 
@@ -59,6 +62,7 @@ the way out, although the store redacted it on the way in.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 from collections import Counter
@@ -124,7 +128,7 @@ def parse_since(value: str) -> float:
 
 _S, _F, _B, _I = Value("string"), Value("float64"), Value("bool"), Value("int64")
 _META = {"suffix": _S, "language": _S, "adapter": _S, "file": _S, "source": _S, "origin": _S,
-         "created_at": _F}
+         "created_at": _F, "context": [{"path": _S, "text": _S}]}
 FEATURES: dict[str, Features] = {
     "kto": Features({"prompt": _S, "completion": _S, "label": _B, "grade": _I, **_META}),
     "dpo": Features({"prompt": _S, "chosen": _S, "rejected": _S, "chosen_grade": _I,
@@ -140,9 +144,9 @@ FEATURES: dict[str, Features] = {
     }),
 }
 _DEDUPE_KEYS = {
-    "kto": ("prompt", "suffix", "completion", "label"),
-    "dpo": ("prompt", "suffix", "chosen", "rejected"),
-    "sft": ("prompt", "suffix", "completion"),
+    "kto": ("prompt", "suffix", "context", "completion", "label"),
+    "dpo": ("prompt", "suffix", "context", "chosen", "rejected"),
+    "sft": ("prompt", "suffix", "context", "completion"),
     "events": ("candidate_id",),
 }
 
@@ -272,7 +276,7 @@ def _load(store: Store, selection: Selection) -> list[_Candidate]:
     rows = store.query(
         "SELECT c.id, c.request_id, c.rank, c.text, c.raw, c.logprob, c.tokens, c.parsed, "
         "c.shown, r.uri, r.language, r.adapter, r.model, r.source, r.origin, w.prefix, "
-        "w.suffix, r.created_at FROM candidates c JOIN requests r ON r.id = c.request_id"
+        "w.suffix, w.context, r.created_at FROM candidates c JOIN requests r ON r.id = c.request_id"
         + _WINDOW + _WHERE + " AND w.prefix IS NOT NULL"
         " ORDER BY r.created_at, r.id, c.rank, c.id", args)
     by_id = {row["id"]: _Candidate(dict(row)) for row in rows}
@@ -293,10 +297,16 @@ def _load(store: Store, selection: Selection) -> list[_Candidate]:
 
 # -- rows ---------------------------------------------------------------------------------------
 
+def _context(recorded: str | None) -> list[dict[str, str]]:
+    """The chunks a request's prompt carried, as the store recorded them (JSON)."""
+    return [{"path": str(chunk["path"]), "text": str(chunk["text"])}
+            for chunk in json.loads(recorded or "[]")]
+
+
 def _meta(c: _Candidate, source: str) -> Row:
     return {"prompt": c.prefix, "suffix": c.suffix, "language": c.language,
             "adapter": c.adapter, "file": file_id(c.uri), "source": source,
-            "origin": c.origin, "created_at": c.created_at}
+            "origin": c.origin, "created_at": c.created_at, "context": _context(c.context)}
 
 
 def _kto(candidates: list[_Candidate], settings: DatasetSettings) -> Iterator[Row]:
@@ -315,11 +325,13 @@ def _kto(candidates: list[_Candidate], settings: DatasetSettings) -> Iterator[Ro
                "grade": c.grade(settings.survival_threshold)}
 
 
-def _by_prompt(candidates: list[_Candidate]) -> dict[tuple[str, str, str], list[_Candidate]]:
-    """Candidates grouped by request window: a repeated request is the same prompt."""
-    groups: dict[tuple[str, str, str], list[_Candidate]] = {}
+def _by_prompt(candidates: list[_Candidate]
+               ) -> dict[tuple[str, str, str, str], list[_Candidate]]:
+    """Candidates grouped by prompt (window and context): a repeated request is the same
+    prompt."""
+    groups: dict[tuple[str, str, str, str], list[_Candidate]] = {}
     for c in candidates:
-        groups.setdefault((c.language, c.prefix, c.suffix), []).append(c)
+        groups.setdefault((c.language, c.prefix, c.suffix, c.context or "[]"), []).append(c)
     return groups
 
 
@@ -409,8 +421,11 @@ def _masked(row: Row) -> bool:
 
 
 def redact_row(row: Row) -> Row:
-    """``row`` with every string value through ``redact()``."""
-    return {k: redact(v) if isinstance(v, str) else v for k, v in row.items()}
+    """``row`` with every string value through ``redact()``, the context's texts too."""
+    out = {k: redact(v) if isinstance(v, str) else v for k, v in row.items()}
+    if out.get("context"):
+        out["context"] = [{**chunk, "text": redact(chunk["text"])} for chunk in out["context"]]
+    return out
 
 
 def dedupe(rows: Iterable[Row], key: tuple[str, ...]) -> list[Row]:
@@ -418,7 +433,8 @@ def dedupe(rows: Iterable[Row], key: tuple[str, ...]) -> list[Row]:
     seen: set[tuple[Any, ...]] = set()
     out = []
     for row in rows:
-        k = tuple(row[name] for name in key)
+        k = tuple(json.dumps(row[name]) if isinstance(row[name], list) else row[name]
+                  for name in key)
         if k not in seen:
             seen.add(k)
             out.append(row)

@@ -331,9 +331,14 @@ class CompletionService:
         if self._cutting is not None:
             self._cutting.result(timeout)
 
-    def _choose(self, uri: str, win: Window) -> Choice:
+    def _choose(self, uri: str, win: Window, language: Language) -> Choice:
+        """The chunks of other files for a request in ``uri`` at ``win``: none when context is
+        off, or when the model has no repository tokens and ``language`` no line comment to
+        write them in."""
         c = self.settings.context
         if not c.enabled or c.tokens <= 0 or self.engine is None:
+            return NONE
+        if self.engine.repo_format is None and not language.comment:
             return NONE
         return self.context.choose(uri, win.prefix + win.suffix, anchor=win.start,
                                    budget=c.tokens, measure=_approx_tokens)
@@ -406,7 +411,7 @@ class CompletionService:
         win = window(document, offset, prefix_chars=c.prefix_chars, suffix_chars=c.suffix_chars,
                      anchor=self._anchors.get(uri))
         self._anchors[uri] = win.start
-        context, path = self._choose(uri, win), self._paths.get(uri)
+        context, path = self._choose(uri, win, language), self._paths.get(uri)
         self.counters.warm_ups += 1
 
         def work(cancelled: Callable[[], bool]) -> int:
@@ -437,7 +442,7 @@ class CompletionService:
         at = offset + len(text)
         next_win = window(after, at, prefix_chars=c.prefix_chars,
                           suffix_chars=c.suffix_chars, anchor=win.start)
-        context, path = self._choose(uri, next_win), self._paths.get(uri)
+        context, path = self._choose(uri, next_win, language), self._paths.get(uri)
         key = (next_win.prefix, next_win.suffix, language.id, self.adapter, sampling,
                c.rank_by_syntax, context.key)
         if key in self._cache:
@@ -520,7 +525,7 @@ class CompletionService:
                      anchor=self._anchors.get(uri))
         self._anchors[uri] = win.start
         sampling = Sampling.from_settings(c)
-        context = self._choose(uri, win)
+        context = self._choose(uri, win, language)
         key = (win.prefix, win.suffix, language.id, self.adapter, sampling, c.rank_by_syntax,
                context.key)
 

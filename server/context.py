@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from itertools import count
 
 from compilot.feedback.redact import redact
+from compilot.server.layout import comments
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]+")
 KEYWORDS = frozenset("""
@@ -120,12 +121,7 @@ class Choice:
 
     def as_comments(self, comment: str) -> str:
         """The chunks as line comments before the window, each under the file it came from."""
-        parts = []
-        for c in self.chunks:
-            lines = [f"{comment} Compare this snippet from {c.path}:"]
-            lines += [f"{comment} {line}".rstrip() for line in c.text.split("\n")]
-            parts.append("\n".join(lines) + "\n")
-        return "".join(parts)
+        return comments(self.files(), comment)
 
     def as_records(self) -> list[dict[str, object]]:
         """What the store keeps of the choice (the prompt the model saw)."""

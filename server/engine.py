@@ -22,14 +22,21 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compilot.feedback.records import Candidate
-from compilot.models import REPO_CONTROL_SPELLINGS
+from compilot.server.layout import (
+    FILE_SEP_TEXTS,
+    REPO_TEXTS,
+    FimTokens,
+    RepoFormat,
+    Vocabulary,
+    repository,
+)
 from compilot.settings import MAX_CANDIDATES, CompletionSettings, ModelSettings
 
 log = logging.getLogger(__name__)
@@ -78,61 +85,9 @@ class Counters:
         }
 
 
-@dataclass(frozen=True)
-class FimTokens:
-    """The model's fill-in-the-middle token ids (-1: the vocabulary has no such token)."""
-
-    prefix: int
-    suffix: int
-    middle: int
-    repo: int = -1
-    """Starts the repository's name: ``<|repo_name|>`` (Qwen2.5-Coder), ``<repo_name>``
-    (StarCoder2)."""
-    file_sep: int = -1
-    """Starts each file of the repository: ``<|file_sep|>``, ``<file_sep>``."""
-
-    @staticmethod
-    def of(llama_cpp: Any, vocab: Any) -> FimTokens | None:
-        """The prefix, suffix and middle ids llama.cpp reports for ``vocab``; None without
-        all three."""
-        ids = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
-               llama_cpp.llama_vocab_fim_mid(vocab))
-        return FimTokens(*(int(i) for i in ids)) if all(i >= 0 for i in ids) else None
-
-    def wrap(self, prefix: list[int], suffix: list[int]) -> list[int]:
-        """``<PRE> prefix <SUF> suffix <MID>`` of the two texts' ids."""
-        return [self.prefix, *prefix, self.suffix, *suffix, self.middle]
-
-
-@dataclass(frozen=True, kw_only=True)
-class RepoFormat:
-    """How a model family lays out other files of the repository before the FIM prompt."""
-
-    after_repo: str
-    """Text between the repository's name and the first file separator."""
-    after_file: str
-    """Text after each file's content, before the next file separator."""
-    path_in_prefix: bool
-    """Whether the current file's path follows the FIM prefix token (else it precedes it)."""
-
-
-# Qwen2.5-Coder (its README, "Repository Level Code Infilling"; also llama.cpp's /infill,
-# format_prompt_infill in tools/server):
-#   <|repo_name|>{repo}\n<|file_sep|>{path}\n{text}\n ... <|file_sep|>{path}\n<|fim_prefix|>...
 WARM_BATCH = 64
 """Tokens a warm-up evaluates between two looks at whether a request wants the model (one
 batch of 64 costs about 0.15 s on 2 cores with the embedded model)."""
-
-QWEN_REPO = RepoFormat(after_repo="\n", after_file="\n", path_in_prefix=False)
-# StarCoder2 (arXiv 2402.19173, section 5, repository-context FIM):
-#   <repo_name>{repo}<file_sep>{path}\n{text} ... <file_sep><fim_prefix>{path}\n{prefix}...
-STARCODER2_REPO = RepoFormat(after_repo="", after_file="", path_in_prefix=True)
-# llama.cpp reports only Qwen's spellings as fim_rep and fim_sep, so StarCoder2's are looked
-# up by their text (they are control tokens of its vocabulary; compilot.models, which
-# describes a GGUF without loading it, knows them too).
-_REPO_TEXTS = (REPO_CONTROL_SPELLINGS["repo"],)
-_FILE_SEP_TEXTS = (REPO_CONTROL_SPELLINGS["file_sep"],)
-
 
 @dataclass
 class _Sequence:
@@ -207,8 +162,9 @@ class Engine:
         self.n_batch = n_batch
         self.n_vocab = self.llm.n_vocab()
         self._vocab = self.llm._model.vocab
-        self.fim = self._fim_tokens()
-        self.repo_format = self._repo_format()
+        self._layout = Vocabulary(llama_cpp, self.llm)
+        self.fim: FimTokens | None = self._layout.fim
+        self.repo_format: RepoFormat | None = self._layout.repo_format
         self.stop_ids = self._stop_tokens()
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self.counters = Counters()
@@ -250,45 +206,15 @@ class Engine:
             self._llama_cpp.llama_set_n_threads(self.llm._ctx.ctx, n, n)
             self.n_threads = n
 
-    def _fim_tokens(self) -> FimTokens | None:
-        fim = FimTokens.of(self._llama_cpp, self._vocab)
-        if fim is None:
-            return None
-        return replace(fim, repo=self._repo_token(), file_sep=self._file_sep_token())
-
-    def _control(self, texts: tuple[str, ...]) -> int:
-        """The id of the control token spelled as one of ``texts``, or -1."""
-        for text in texts:
-            ids = self.llm.tokenize(text.encode(), add_bos=False, special=True)
-            if len(ids) == 1 and self._llama_cpp.llama_vocab_is_control(self._vocab, ids[0]):
-                return int(ids[0])
-        return -1
-
-    def _repo_token(self) -> int:
-        found = int(self._llama_cpp.llama_vocab_fim_rep(self._vocab))
-        return found if found >= 0 else self._control(_REPO_TEXTS)
-
-    def _file_sep_token(self) -> int:
-        found = int(self._llama_cpp.llama_vocab_fim_sep(self._vocab))
-        return found if found >= 0 else self._control(_FILE_SEP_TEXTS)
-
-    def _repo_format(self) -> RepoFormat | None:
-        """The family's repository layout; None without FIM or file separator tokens."""
-        if self.fim is None or self.fim.file_sep < 0:
-            return None
-        spelled = self.llm.detokenize([self.fim.file_sep], special=True).decode(errors="replace")
-        # Other spellings llama.cpp knows get the layout its /infill endpoint uses (Qwen's).
-        return STARCODER2_REPO if spelled in _FILE_SEP_TEXTS else QWEN_REPO
-
     def _stop_tokens(self) -> frozenset[int]:
         """Tokens that end a candidate besides llama.cpp's end-of-generation ones: end of turn,
         FIM padding, and any token that starts a new document or FIM part."""
-        cpp, vocab = self._llama_cpp, self._vocab
+        cpp, vocab, layout = self._llama_cpp, self._vocab, self._layout
         ids = {cpp.llama_vocab_eot(vocab), cpp.llama_vocab_fim_pad(vocab),
                cpp.llama_vocab_fim_pre(vocab), cpp.llama_vocab_fim_suf(vocab),
-               cpp.llama_vocab_fim_mid(vocab), self._repo_token(), self._file_sep_token(),
+               cpp.llama_vocab_fim_mid(vocab), layout.repo_token(), layout.file_sep_token(),
                # llama.cpp may report another spelling (SmolLM2: <reponame>, not <repo_name>)
-               self._control(_REPO_TEXTS), self._control(_FILE_SEP_TEXTS)}
+               layout.control(REPO_TEXTS), layout.control(FILE_SEP_TEXTS)}
         return frozenset(int(i) for i in ids if i >= 0)
 
     def stops(self, token: int) -> bool:
@@ -357,34 +283,8 @@ class Engine:
         fim = self.fim.wrap(pre, suf)
         if self.repo_format is None or (path is None and not context):
             return bos + fim
-        return bos + self._repository(fim, path, context, repo,
-                                      budget - len(bos) - len(pre) - len(suf))
-
-    def _repository(self, fim: list[int], path: str | None,
-                    context: Sequence[tuple[str, str]], repo: str | None,
-                    room: int) -> list[int]:
-        """``fim`` (``<PRE> prefix <SUF> suffix <MID>``) after the repository's name, the
-        files of ``context`` that fit in ``room`` tokens and the current file's ``path``; the
-        FIM part alone when even the names do not fit."""
-        assert self.fim is not None and self.repo_format is not None
-        layout, sep = self.repo_format, self.fim.file_sep
-        head = ([self.fim.repo, *self.tokenize(repo + layout.after_repo)]
-                if repo is not None and self.fim.repo >= 0 else [])
-        named = self.tokenize(f"{path}\n") if path is not None else []
-        current = ([sep, fim[0], *named, *fim[1:]] if layout.path_in_prefix
-                   else [sep, *named, *fim])
-        room -= len(head) + len(current) - len(fim)
-        if room < 0:
-            return fim
-        files: list[list[int]] = []
-        for other, text in reversed(context):
-            if room <= 1:
-                break
-            tokens = [sep, *self.tokenize(f"{other}\n{text}{layout.after_file}")]
-            if len(tokens) <= room:
-                files.append(tokens)
-                room -= len(tokens)
-        return head + [t for tokens in reversed(files) for t in tokens] + current
+        return bos + repository(fim, self.fim, self.repo_format, self.tokenize, path, context,
+                                repo, budget - len(bos) - len(pre) - len(suf))
 
     # -- generation ------------------------------------------------------------------------
 

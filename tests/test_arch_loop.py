@@ -26,7 +26,8 @@ import pytest
 import torch
 from datasets import Dataset
 
-from compilot.server.completion import CompletionService
+from compilot.languages import language_for
+from compilot.server.completion import CompletionService, context_prompt
 from compilot.server.engine import Engine, Sampling
 from compilot.settings import ModelSettings, Settings, TrainingSettings
 from compilot.training import train
@@ -35,6 +36,7 @@ from compilot.training.gguf_adapter import peft_to_gguf, targets
 from compilot.training.served_tokens import ServedTokens
 from tests.adapters import random_peft
 from tests.arch_models import Fixture
+from tests.test_boundaries import choice_of
 from tests.test_training import copy_store
 
 PROMPTS = ("def fibonacci(n):\n    if n < 2:\n", "import os\n\ndef list_files(path):\n",
@@ -180,6 +182,25 @@ def test_training_rows_are_the_servers_prompts(fixture: Fixture, served: ServedT
             healed = fitted[0]["prompt"]  # the newline and indentation went to the completion
             assert prefix.startswith(healed) and healed.endswith('"""')
             assert engine.llm.detokenize(row["prompt_ids"]).decode().endswith(healed)
+    finally:
+        engine.llm.close()
+
+    # With the chunks of other files: the server's layout of them (repository files for the
+    # qwen2 and starcoder2 fixtures, comments for llama and gemma3).
+    chunks = [{"path": "shapes/units.py", "text": "def square(x):\n    return x * x"}]
+    with_context = rows.add_column("context", [chunks]).add_column("language", ["python"])
+    fitted, _ = train.fit(with_context, "kto", tokenizer, 256, fim=served.fim is not None,
+                          context_tokens=64)
+    assert fitted[0]["context"] == chunks
+    row = tokenize(fitted, "kto", served)[0]
+    engine = Engine(fixture.gguf, ModelSettings(n_ctx=256))
+    try:
+        sent = context_prompt(engine, fitted[0]["prompt"], fitted[0]["suffix"], 16,
+                              language_for("python"), choice_of(chunks), None)
+        assert row["prompt_ids"] == sent
+        assert (engine.repo_format is not None) == (engine.fim is not None
+                                                    and engine.fim.file_sep >= 0)
+        assert "return x * x" in engine.llm.detokenize(sent).decode()
     finally:
         engine.llm.close()
 

@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 from datasets import Dataset
 
+from compilot.languages import language_for
 from compilot.models import embedded_model_path
+from compilot.server.completion import context_prompt
+from compilot.server.context import Choice, Chunk
 from compilot.server.engine import Engine
 from compilot.settings import ModelSettings, RangeError, TrainingSettings
 from compilot.training import train
@@ -142,6 +145,43 @@ def test_prompt_and_completion_are_tokenized_alone(served: ServedTokens, engine:
     dpo = tokenize(pair, "dpo", served)[0]
     assert dpo["prompt_ids"] == sent and dpo["chosen_ids"] == ids["completion_ids"]
     assert engine.llm.detokenize(dpo["rejected_ids"], special=True) == b"    pass\n<|im_end|>"
+
+
+def choice_of(chunks: list[dict[str, str]]) -> Choice:
+    return Choice(tuple(Chunk(uri=f"file:///w/{c['path']}", path=c["path"], start=0,
+                              text=c["text"], names=frozenset()) for c in chunks))
+
+
+def test_training_rows_carry_the_context_as_the_server_laid_it_out(
+        tokenizer: Any, served: ServedTokens, engine: Engine) -> None:
+    """A row's chunks of other files are kept whole, the most relevant (the last) first,
+    within ``context_tokens`` and ``max_length``; its prompt ids are then the server's own
+    prompt with that context (``context_prompt``: comments before the window, for a model
+    without repository tokens)."""
+    chunks = [{"path": f"pkg/m{i}.py", "text": f"def helper_{i}(x):\n    return x + {i}"}
+              for i in range(6)]
+    row = Dataset.from_dict({"prompt": [PROMPT], "completion": [BODY], "label": [True],
+                             "language": ["python"], "context": [chunks]})
+    fitted, dropped = train.fit(row, "kto", tokenizer, 256, prompt_tokens=128,
+                                context_tokens=100)
+    kept = fitted[0]["context"]
+    assert dropped == 0 and 0 < len(kept) < len(chunks)
+    assert kept == chunks[len(chunks) - len(kept):]
+    ids = tokenize(fitted, "kto", served)[0]
+    sent = context_prompt(engine, fitted[0]["prompt"], "", 16, language_for("python"),
+                          choice_of(kept), None)
+    assert ids["prompt_ids"] == sent
+    assert "Compare this snippet from pkg/m5.py" in engine.llm.detokenize(sent).decode()
+    assert len(ids["prompt_ids"]) + len(ids["completion_ids"]) <= 256
+
+    for max_length in (72, 64):  # the prompt first: the context takes what is left
+        short, _ = train.fit(row, "kto", tokenizer, max_length, prompt_tokens=128,
+                             context_tokens=100)
+        assert len(short[0]["context"]) < len(kept)
+        short_ids = tokenize(short, "kto", served)[0]
+        assert len(short_ids["prompt_ids"]) + len(short_ids["completion_ids"]) <= max_length
+    off, _ = train.fit(row, "kto", tokenizer, 256, prompt_tokens=128)
+    assert off[0]["context"] == []
 
 
 @pytest.mark.parametrize("method", ["kto", "dpo"])

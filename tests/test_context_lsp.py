@@ -57,11 +57,11 @@ async def client(lsp_client: LanguageClient):
     await asyncio.wait_for(lsp_client.shutdown_session(), TIMEOUT)
 
 
-def open_file(client: LanguageClient, path: Path, text: str) -> str:
+def open_file(client: LanguageClient, path: Path, text: str, language: str = "python") -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     client.text_document_did_open(types.DidOpenTextDocumentParams(
-        text_document=types.TextDocumentItem(uri=path.as_uri(), language_id="python",
+        text_document=types.TextDocumentItem(uri=path.as_uri(), language_id=language,
                                              version=1, text=text)))
     return path.as_uri()
 
@@ -120,6 +120,24 @@ async def test_the_context_holds_while_typing(client: LanguageClient) -> None:
     evaluated = after["engine"]["prompt_tokens"] - before["engine"]["prompt_tokens"]
     assert after["engine"]["generated_tokens"] > before["engine"]["generated_tokens"]
     assert evaluated < 16
+
+
+async def test_a_language_without_line_comments_gets_no_context(
+        client: LanguageClient) -> None:
+    """The embedded model has no repository tokens, so other files come as line comments: a
+    language with none known gets no context (the chunks would be bare text before its
+    window), and its request records none."""
+    notes = open_file(client, WORK / "pkg" / "NOTES.md", "# Headers\n\nEach header line ",
+                      language="markdown")
+    await settle(client)
+    await inline(client, notes, types.Position(line=2, character=17))
+    stats = await command(client, "compilot.stats", {"prompt": True})
+    prompt = as_text(stats["last_prompt"])
+    assert "Each header line" in prompt
+    assert "Compare this snippet" not in prompt and "parse_header_line" not in prompt
+    await settle(client)
+    rows = query(DATA_DIR, "SELECT context FROM requests WHERE uri = ?", (notes,))
+    assert rows and all(r["context"] is None for r in rows)
 
 
 async def test_context_off(client: LanguageClient) -> None:

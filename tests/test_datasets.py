@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 from pathlib import Path
@@ -215,6 +216,44 @@ def test_dedupe_keeps_the_first() -> None:
     got = fd.dedupe([{"p": "a", "c": "1", "n": 1}, {"p": "a", "c": "1", "n": 2},
                      {"p": "a", "c": "2", "n": 3}], ("p", "c"))
     assert [r["n"] for r in got] == [1, 3]
+
+
+def test_rows_carry_the_context_their_prompt_carried(tmp_path: Path) -> None:
+    """The chunks of other files a request's prompt carried come with its rows (a cache hit's
+    are its first request's); the same window with other context is another prompt; a secret
+    in a chunk recorded before its pattern existed is redacted in the rows."""
+    store = Store.in_dir(DataDir(tmp_path))
+    chunk = {"path": "shapes/units.py", "start": 0, "text": "def square(x):\n    return x * x"}
+    prefix = "def area(w):\n    "
+
+    def request(rid: str, cid: str, **fields: Any) -> None:
+        store.record_request(
+            Request(id=rid, uri="file:///w/area.py", language="python", line=1, character=4,
+                    latency_ms=1.0, model="m.gguf", adapter="base-1", source="model",
+                    created_at=1000.0 + len(rid), **fields),
+            [Candidate(id=cid, text="return square(w)", raw="return square(w)", logprob=-0.5,
+                       tokens=4, parsed=True, shown=True)])
+        accept(store, cid)
+
+    request("ctx", "with", prefix=prefix, suffix="\n", context=(chunk,))
+    request("hit", "hit-c", prefix="", suffix="", window_of="ctx")
+    request("plain", "without", prefix=prefix, suffix="\n")
+    request("older", "old", prefix=prefix, suffix="\n", context=(chunk,))
+    store.close()
+    db = sqlite3.connect(store.path)  # written before a redaction pattern existed
+    db.execute("UPDATE requests SET context = ? WHERE id = 'older'",
+               (json.dumps([chunk, {"path": "keys.py", "start": 0, "text": f"K = '{KEY}'"}]),))
+    db.commit()
+    db.close()
+    store = Store.in_dir(DataDir(tmp_path))
+    got = rows(build(store, "sft"))
+    assert [r["context"] for r in got] == [
+        [{"path": "shapes/units.py", "text": chunk["text"]}],
+        [{"path": "shapes/units.py", "text": chunk["text"]}, {"path": "keys.py",
+                                                              "text": "K = '<REDACTED>'"}],
+        [],
+    ]  # the hit is its first request's prompt (deduplicated); the plain window is apart
+    assert all(KEY not in json.dumps(r) for r in rows(build(store, "events")))
 
 
 # -- corruption and DPO -------------------------------------------------------------------------

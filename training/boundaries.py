@@ -23,6 +23,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from compilot.languages import language_for
 from compilot.server.prompt import heal
 from compilot.training.robustness import mid_line
 
@@ -88,7 +89,8 @@ def draw(count: int, boundaries: Mapping[str, float], seed: int) -> list[str]:
 
 def tokenize(rows: Dataset, method: str, served: ServedTokens) -> Dataset:
     """Rows of text (``train.fit``'s) as the served model's token ids: the prompt as the
-    server builds it (with the row's suffix for a FIM model), each completion tokenized alone
+    server builds it (with the row's suffix for a FIM model, after the chunks of other files
+    its ``context`` kept), each completion tokenized alone
     with the end-of-text token after it (what trl appends).
 
     KTO: prompt_ids, completion_ids, label; DPO: prompt_ids, chosen_ids, rejected_ids; SFT:
@@ -100,7 +102,9 @@ def tokenize(rows: Dataset, method: str, served: ServedTokens) -> Dataset:
     targets = ("chosen", "rejected") if method == "dpo" else ("completion",)
     out: dict[str, list[Any]] = {}
     for row in rows:
-        prompt = served.prompt(row["prompt"], row.get("suffix") or "")
+        context = [(c["path"], c["text"]) for c in row.get("context") or []]
+        prompt = served.prompt(row["prompt"], row.get("suffix") or "", context=context,
+                               comment=language_for(row.get("language")).comment or "#")
         ids = {t: served.ids(row[t]) + eos for t in targets}
         if method == "sft":
             values: dict[str, Any] = {

@@ -176,7 +176,8 @@ def _check_types(rows: Dataset, kind: str, path: Path) -> None:
 
 _DEFAULTS: dict[str, Any] = {
     "suffix": "", "language": "", "adapter": "", "source": "dataset", "origin": "dataset",
-    "created_at": 0.0, "grade": None, "chosen_grade": None, "rejected_grade": None}
+    "created_at": 0.0, "grade": None, "chosen_grade": None, "rejected_grade": None,
+    "context": []}
 
 
 def standard(loaded: Any, path: Path, held_out: float) -> tuple[str, Any]:

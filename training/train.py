@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compilot.languages import language_for
+from compilot.server.layout import comments
 from compilot.settings import TrainingSettings
 from compilot.training.precision import choose as choose_precision
 
@@ -157,9 +159,14 @@ def lora_config(settings: TrainingSettings, available: Sequence[str]) -> Any:
 
 def fit(rows: Dataset, method: str, tokenizer: Any, max_length: int,
         prompt_tokens: int = 0, boundaries: Mapping[str, float] | None = None,
-        seed: int = 0, fim: bool = False) -> tuple[Dataset, int]:
+        seed: int = 0, fim: bool = False, context_tokens: int = 0) -> tuple[Dataset, int]:
     """Rows as a client prompts the model, cut from the left to fit ``max_length`` and to at
     most ``prompt_tokens`` of prompt (0: no limit but max_length).
+
+    A row's ``context`` (the chunks of other files its request's prompt carried) keeps, of
+    the room ``max_length`` leaves after the prompt and the completion, at most
+    ``context_tokens`` (0: none): whole chunks, the most relevant (the last) first, as
+    ``Engine.prompt`` keeps them; ``served_tokens`` lays them out before the prompt.
 
     ``fim``: the model takes fill-in-the-middle prompts, so a row's ``suffix`` is part of its
     prompt: cut from the right to at most a quarter of the prompt's budget, as
@@ -195,12 +202,13 @@ def fit(rows: Dataset, method: str, tokenizer: Any, max_length: int,
         texts = dict(zip(targets, completions, strict=True))
         longest = max(len(tokenizer(text, add_special_tokens=False)["input_ids"])
                       for text in texts.values())
-        budget = max_length - longest - 2  # BOS / EOS
+        total = budget = max_length - longest - 2  # BOS / EOS
         if budget < MIN_PROMPT_TOKENS:
             dropped += 1
             continue
         if prompt_tokens:
             budget = min(budget, prompt_tokens)
+        used = 0
         suffix = row.get("suffix")
         if fim and suffix:
             enc = tokenizer(suffix, add_special_tokens=False, return_offsets_mapping=True)
@@ -208,6 +216,7 @@ def fit(rows: Dataset, method: str, tokenizer: Any, max_length: int,
             keep = min(len(offsets), budget // 4)
             suffix = suffix[:offsets[keep - 1][1]] if keep else ""
             budget -= keep + 3
+            used = keep + 3
         enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
         offsets = enc["offset_mapping"]
         start = offsets[len(offsets) - budget][0] if len(offsets) > budget else 0
@@ -216,10 +225,30 @@ def fit(rows: Dataset, method: str, tokenizer: Any, max_length: int,
         kept["prompt"][-1] = prompt[start:]
         if fim and "suffix" in kept:
             kept["suffix"][-1] = suffix
+        if "context" in kept:
+            room = min(context_tokens, total - used - min(len(offsets), budget))
+            kept["context"][-1] = _context_within(row["context"] or [], row.get("language"),
+                                                  tokenizer, room)
         kept["boundary"].append(boundary)
     features = rows.features.copy()
     features["boundary"] = Value("string")
     return Dataset.from_dict(kept, features=features), dropped
+
+
+def _context_within(chunks: list[dict[str, str]], language: str | None, tokenizer: Any,
+                    room: int) -> list[dict[str, str]]:
+    """The chunks of ``chunks`` that fit in ``room`` tokens laid out (as comments, which
+    cost at least as much as a repository's file separator and path), each whole or left
+    out, the least relevant (the first) first; in their order."""
+    comment = language_for(language).comment or "#"
+    kept: list[dict[str, str]] = []
+    for chunk in reversed(chunks):
+        text = comments([(chunk["path"], chunk["text"])], comment)
+        cost = len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1
+        if cost <= room:
+            kept.append(chunk)
+            room -= cost
+    return kept[::-1]
 
 
 def order_by_length(rows: Dataset, method: str, tokenizer: Any, batch_size: int, seed: int,
@@ -364,11 +393,11 @@ def train(method: str, rows: Dataset, *, base: Path, model_path: Path, out: Path
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     served = ServedTokens(model_path)
-    rows = rows.select_columns([*COLUMNS[method],
-                                *(["suffix"] if "suffix" in rows.column_names else [])])
+    rows = rows.select_columns([*COLUMNS[method], *(c for c in ("suffix", "context", "language")
+                                                    if c in rows.column_names)])
     rows, dropped = fit(rows, method, tokenizer, settings.max_length, settings.prompt_tokens,
                         boundaries=settings.boundaries, seed=settings.seed,
-                        fim=served.fim is not None)
+                        fim=served.fim is not None, context_tokens=settings.context_tokens)
     if len(rows) < (2 if method == "kto" else 1):
         raise TrainingError(f"{dropped} of {dropped + len(rows)} rows do not fit in "
                             f"training.max_length = {settings.max_length}; raise it")
