@@ -422,7 +422,7 @@ def _masked(row: Row) -> bool:
 
 def redact_row(row: Row) -> Row:
     """``row`` with every string value through ``redact()``, the context's texts too."""
-    out = {k: redact(v) if isinstance(v, str) else v for k, v in row.items()}
+    out: dict[str, Any] = {k: redact(v) if isinstance(v, str) else v for k, v in row.items()}
     if out.get("context"):
         out["context"] = [{**chunk, "text": redact(chunk["text"])} for chunk in out["context"]]
     return out
