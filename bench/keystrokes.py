@@ -1,13 +1,15 @@
 """What the user feels: typing replayed through `compilot serve` over LSP, as an editor sends it.
 
 Real files (standard-library modules with two short function bodies): each is opened with both
-bodies missing, then the first body is typed character by character at a human pace, then the
-cursor moves to the second function and its body is typed. Every keystroke is a didChange; a
-request (inlineCompletion) follows only where the typist pauses for at least the client's
-debounce (the VS Code extension waits 200 ms, the Neovim plugin 150): between the letters of a
-word the typist does not pause, after a word or a symbol it does. When the top suggestion is
-what the typist was about to type, Tab accepts it (the item's command, then the text inserted
-as VS Code inserts it) and typing goes on after it.
+bodies missing and the cursor put at the first (the client tells the server, which warms the
+window there); after ``--read-ms`` the first body is typed character by character at a human
+pace, then the cursor moves to the second function (told likewise) and, after ``--read-ms``,
+its body is typed. Every keystroke is a didChange; a request (inlineCompletion) follows only
+where the typist pauses for at least the client's debounce (the VS Code extension waits 200
+ms, the Neovim plugin 150): between the letters of a word the typist does not pause, after a
+word or a symbol it does. When the top suggestion is what the typist was about to type, Tab
+accepts it (the item's command, then the text inserted as VS Code inserts it) and typing goes
+on after it.
 
 Per request it reports the time from the request to the answer (the debounce comes before it;
 add it for the time from the keystroke), split into the first request after opening a file,
@@ -21,7 +23,8 @@ The replay waits for each answer before the next key (an editor cancels a reques
 overtakes; a request's time is measured whole here instead), so the figures are per request.
 
     .venv/bin/python bench/keystrokes.py [--files 10] [--keys 60] [--interval-ms 120]
-                                         [--pause-ms 500] [--debounce-ms 200] [--json out.json]
+                                         [--pause-ms 500] [--debounce-ms 200] [--read-ms 1000]
+                                         [--json out.json]
 """
 
 from __future__ import annotations
@@ -164,9 +167,21 @@ class Replay:
             content_changes=[types.TextDocumentContentChangePartial(
                 range=types.Range(start=here, end=here), text=inserted)]))
 
+    def tell_cursor(self, uri: str, text: str, method: str) -> None:
+        """What the clients send when the cursor comes to rest (VS Code: ``didFocus`` when an
+        editor gets the focus, ``compilot/didMoveCursor`` after 300 ms at rest on another
+        line; Neovim likewise): the server warms the window there."""
+        at = position(text)
+        self.client.protocol.notify(method, {"textDocument": {"uri": uri}, "position": {
+            "line": at.line, "character": at.character}})
+
     async def type_body(self, uri: str, text: str, at: int, body: str, kind: str) -> str:
         """Type ``body`` into ``text`` at ``at``; returns the text afterwards."""
         gap = self.args.pause_ms
+        self.tell_cursor(uri, text[:at], "textDocument/didFocus" if kind == "open"
+                         else "compilot/didMoveCursor")
+        # the typist reads before typing (less the debounce, which ask() waits)
+        await asyncio.sleep(max(0.0, self.args.read_ms - self.args.debounce_ms) / 1000)
         item = await self.ask(uri, text[:at], kind, gap)
         typed = 0
         limit = min(len(body), self.args.keys)
@@ -229,7 +244,7 @@ async def warm_up(client: LanguageClient, data_dir: str) -> None:
 
 def summary(f: Figures, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"settings": {k: getattr(args, k) for k in (
-        "files", "keys", "interval_ms", "pause_ms", "debounce_ms", "candidates",
+        "files", "keys", "interval_ms", "pause_ms", "debounce_ms", "read_ms", "candidates",
         "max_tokens")}, "keystrokes": f.keystrokes, "accepted": f.accepted,
         "late": f.late, "sources": f.sources}
     for kind in KINDS:
@@ -259,6 +274,9 @@ async def main() -> None:
     ap.add_argument("--pause-ms", type=float, default=500.0,
                     help="after a word, a symbol or a line")
     ap.add_argument("--debounce-ms", type=float, default=200.0)
+    ap.add_argument("--read-ms", type=float, default=1000.0,
+                    help="from the cursor's arrival (a file opened, another function) to the "
+                         "first request there: the typist reads; the server warms up")
     ap.add_argument("--candidates", type=int, default=None, help="default: the setting's")
     ap.add_argument("--max-tokens", type=int, default=None, help="default: the setting's")
     ap.add_argument("--seed", type=int, default=4)

@@ -7,6 +7,7 @@ it in handlers.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -107,6 +108,9 @@ class ServiceCounters:
     rest in a new place)."""
     prefetched: int = 0
     """Answers computed as if the shown suggestion were accepted, ready in the cache."""
+    joined_prefetches: int = 0
+    """Requests that came while their prefetch was still computing and waited for it (also
+    counted as cache hits)."""
 
 
 K = TypeVar("K")
@@ -287,6 +291,8 @@ class CompletionService:
             settings.completion.cache_size)
         self._windows: LRU[tuple[object, ...], str] = LRU(settings.completion.cache_size)
         """Cache key -> the recorded request whose window a cache hit shares."""
+        self._prefetching: dict[tuple[object, ...], Future[list[Candidate]]] = {}
+        """Cache key -> the prefetch computing its answer (until it ends)."""
         self._anchors: dict[str, int] = {}
         self._last: dict[str, _Last] = {}
         self._loaded: Future[object] | None = None
@@ -445,7 +451,7 @@ class CompletionService:
         context, path = self._choose(uri, next_win, language), self._paths.get(uri)
         key = (next_win.prefix, next_win.suffix, language.id, self.adapter, sampling,
                c.rank_by_syntax, context.key)
-        if key in self._cache:
+        if key in self._cache or key in self._prefetching:
             return
         loop = asyncio.get_running_loop()
 
@@ -454,16 +460,37 @@ class CompletionService:
                                  path, background=True, uri=uri)
 
         def done(future: Future[list[Candidate]]) -> None:
-            if not future.cancelled() and future.exception() is None:
-                with contextlib.suppress(RuntimeError):  # the loop has ended: nobody asks
-                    loop.call_soon_threadsafe(self._prefetched, key, future.result())
+            with contextlib.suppress(RuntimeError):  # the loop has ended: nobody asks
+                loop.call_soon_threadsafe(self._prefetched, key, future)
 
         job = self.scheduler.submit(work, key=f"prefetch:{uri}", background=True)
+        self._prefetching[key] = job.future
         job.future.add_done_callback(done)
 
-    def _prefetched(self, key: tuple[object, ...], ranked: list[Candidate]) -> None:
-        self._cache.put(key, ranked)
-        self.counters.prefetched += 1
+    def _prefetched(self, key: tuple[object, ...], future: Future[list[Candidate]]) -> None:
+        """A prefetch ended (on the loop): its answer goes into the cache."""
+        if self._prefetching.get(key) is future:
+            del self._prefetching[key]
+        if not future.cancelled() and future.exception() is None:
+            self._cache.put(key, future.result())
+            self.counters.prefetched += 1
+
+    async def _join_prefetch(self, key: tuple[object, ...]) -> list[Candidate] | None:
+        """The answer a prefetch for ``key`` is computing (or has just computed): a request
+        that comes before it is done waits for it rather than starting again; None when there
+        is none, or it was superseded or failed (the request then asks the model itself)."""
+        pending = self._prefetching.pop(key, None)
+        if pending is None:
+            return None
+        try:
+            return await asyncio.wrap_future(pending)
+        except asyncio.CancelledError:
+            self.counters.cancelled += 1
+            raise
+        except (Cancelled, concurrent.futures.CancelledError):
+            return None
+        except Exception:  # noqa: BLE001 - the request's own computation reports it
+            return None
 
     # -- completions -----------------------------------------------------------------------
 
@@ -537,6 +564,10 @@ class CompletionService:
         elif (hit := self._cache.get_fresh(key)) is not None:
             ranked, source = hit, Source.CACHE
             self.counters.cache_hits += 1
+        elif (joined := await self._join_prefetch(key)) is not None:
+            ranked, source = joined, Source.CACHE
+            self.counters.cache_hits += 1
+            self.counters.joined_prefetches += 1
         else:
             job = self.scheduler.submit(
                 lambda cancelled: self._compute(document, offset, win, language, sampling,

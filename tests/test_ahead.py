@@ -122,6 +122,25 @@ async def test_tab_then_the_next_request_is_a_prefetched_cache_hit(
     assert engine_of(service).counters.generated_tokens == generated  # nothing computed now
 
 
+async def test_tab_at_once_waits_for_the_prefetch_instead_of_asking_again(
+        service: CompletionService) -> None:
+    """A request that comes while its prefetch is still computing (Tab at once) takes the
+    prefetch's answer when it is done: the model is not asked twice for the same window."""
+    uri = "file:///w/j.py"
+    document, at = variant("j")
+    first = await service.complete(uri, document, at, language_id="python")
+    assert first.source is Source.MODEL and first.items, "no suggestion to accept"
+    assert service._prefetching  # noqa: SLF001 - the loop has not run since: still pending
+    joined = service.counters.joined_prefetches
+    generated = engine_of(service).counters.generated_tokens
+    text = first.items[0].text
+    accepted = document[:at] + text + document[at:]
+    second = await service.complete(uri, accepted, at + len(text), language_id="python")
+    assert second.source is Source.CACHE
+    assert service.counters.joined_prefetches == joined + 1
+    assert engine_of(service).counters.generated_tokens == generated  # only the prefetch's
+
+
 async def test_a_prefetch_does_not_hold_up_a_request(service: CompletionService) -> None:
     uri = "file:///w/e.py"
     document, at = variant("e")
