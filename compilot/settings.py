@@ -100,6 +100,12 @@ class CompletionSettings:
     prefetch: bool = True
     """After a suggestion is shown, compute in the background the answer that follows
     accepting it, so that Tab and the next request is a cache hit."""
+    predict_ms: float = 250.0
+    """Milliseconds of decoding after which an editor's suggestion ends at its next newline
+    (llama.cpp's t_max_predict_ms, which llama.vim sets): whole lines in bounded time, the
+    rest left to the next request, which the prefetch computes ahead (0: no limit, only
+    max_tokens). Evaluations and bootstrapping never use it, so their figures do not depend on
+    the speed of the machine."""
 
     def __post_init__(self) -> None:
         _between("completion.candidates", self.candidates, 1, MAX_CANDIDATES)
@@ -111,6 +117,7 @@ class CompletionSettings:
         _at_least("completion.prefix_chars", self.prefix_chars, 1)
         _at_least("completion.suffix_chars", self.suffix_chars, 0)
         _at_least("completion.cache_size", self.cache_size, 0)
+        _at_least("completion.predict_ms", self.predict_ms, 0.0)
 
 
 @dataclass(kw_only=True)

@@ -551,7 +551,7 @@ class CompletionService:
         win = window(document, offset, prefix_chars=c.prefix_chars, suffix_chars=c.suffix_chars,
                      anchor=self._anchors.get(uri))
         self._anchors[uri] = win.start
-        sampling = Sampling.from_settings(c)
+        sampling = Sampling.from_settings(c, predict_ms=c.predict_ms)
         context = self._choose(uri, win, language)
         key = (win.prefix, win.suffix, language.id, self.adapter, sampling, c.rank_by_syntax,
                context.key)

@@ -69,6 +69,8 @@ class Counters:
     background_tokens: int = 0
     """Prompt and generated tokens of background generations (prefetch), which the counters
     above leave out, so that they say what the requests cost."""
+    time_limited: int = 0
+    """Candidates ended at a newline because their decoding ran past ``predict_ms``."""
 
     def as_dict(self) -> dict[str, object]:
         """The counters as `compilot.stats` reports them."""
@@ -80,6 +82,7 @@ class Counters:
             "generated_tokens": self.generated_tokens,
             "warmed_tokens": self.warmed_tokens,
             "background_tokens": self.background_tokens,
+            "time_limited": self.time_limited,
             "last_prompt_length": len(self.last_prompt),
             "last_prompt_head": self.last_prompt[:4],
         }
@@ -97,6 +100,8 @@ class _Sequence:
     rng: np.random.Generator
     forced: str
     room: int
+    deadline: float = 0.0
+    """``time.monotonic()`` after which the candidate ends at its next newline; 0: never."""
     out: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     data: bytes = b""
@@ -112,6 +117,12 @@ class Sampling:
     top_k: int
     top_p: float
     seed: int
+    predict_ms: float = 0.0
+    """Milliseconds of decoding after which a candidate ends at its next newline (llama.cpp
+    server's ``t_max_predict_ms``, which llama.vim sets): a suggestion of whole lines in
+    bounded time, the rest left to the next request (or its prefetch); 0: no limit. Only the
+    editor's requests set it (``completion.predict_ms``): evaluations and training data must
+    not depend on the speed of the machine."""
 
     @classmethod
     def from_settings(cls, completion: CompletionSettings, **overrides: Any) -> Sampling:
@@ -121,6 +132,11 @@ class Sampling:
             "temperature": completion.temperature, "top_k": completion.top_k,
             "top_p": completion.top_p, "seed": completion.seed}
         return cls(**{**values, **overrides})
+
+
+def _deadline(sampling: Sampling) -> float:
+    """When the candidates started now end at their next newline (``Sampling.predict_ms``)."""
+    return time.monotonic() + sampling.predict_ms / 1000 if sampling.predict_ms > 0 else 0.0
 
 
 def _check_gguf(path: Path) -> None:
@@ -416,6 +432,9 @@ class Engine:
         full = len(seq.out) >= seq.room
         if (b"\n" in piece or full) and stop(seq.data.decode("utf-8", errors="ignore")):
             return None
+        if b"\n" in piece and 0 < seq.deadline < time.monotonic():
+            self.counters.time_limited += 1
+            return None
         return None if full else token
 
     def _sample_one(self, prompt: list[int], logits: np.ndarray, sampling: Sampling,
@@ -424,7 +443,8 @@ class Engine:
         llm = self.llm
         llm.n_tokens = len(prompt)  # rewind to the prompt's end; eval drops the rest
         seq = _Sequence(index, np.random.default_rng([sampling.seed, index]), forced,
-                        min(sampling.max_tokens, self.n_ctx - len(prompt)))
+                        min(sampling.max_tokens, self.n_ctx - len(prompt)),
+                        _deadline(sampling))
         while seq.room > 0:
             if cancelled():
                 raise Cancelled
@@ -457,7 +477,8 @@ class Engine:
         ctx, memory, length = llm._ctx.ctx, llm._ctx.memory, len(prompt)
         n = max(1, sampling.n)
         room = min(sampling.max_tokens, self.n_ctx - length)
-        seqs = [_Sequence(i, np.random.default_rng([sampling.seed, i]), forced, room)
+        deadline = _deadline(sampling)
+        seqs = [_Sequence(i, np.random.default_rng([sampling.seed, i]), forced, room, deadline)
                 for i in range(n)]
         llm.n_tokens = length
         lc.llama_memory_seq_rm(memory, 0, length, -1)

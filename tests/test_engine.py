@@ -83,6 +83,21 @@ def test_candidates_are_decoded_side_by_side_as_one_after_another_picks_them(
     assert engine.counters.reused_tokens - reused == len(prompt) - 1  # the prompt's KV kept
 
 
+@pytest.mark.parametrize("n", [1, 3], ids=["one", "side-by-side"])
+def test_a_candidate_past_its_time_ends_at_its_next_newline(engine: Engine, n: int) -> None:
+    """``predict_ms``: once decoding has run that long, a candidate ends with the line it is
+    on (llama.cpp's t_max_predict_ms); without it, the same candidate runs on."""
+    prompt = engine.prompt("def fizzbuzz(n):\n", "", 48)
+    free = engine.generate(prompt, sampling(n=n, max_tokens=48))
+    assert free[0].text.count("\n") >= 2, free[0].text  # the greedy body runs several lines
+    limited = engine.counters.time_limited
+    quick = engine.generate(prompt, sampling(n=n, max_tokens=48, predict_ms=0.001))
+    assert engine.counters.time_limited > limited
+    for cand in quick:
+        assert "\n" not in cand.text.rstrip(), cand.text  # one line, with its line break
+    assert free[0].text.startswith(quick[0].text)  # the greedy line is the same, cut short
+
+
 def test_a_keystroke_evaluates_only_new_tokens(engine: Engine) -> None:
     engine.generate(engine.prompt(PREFIX + "    return a", "", 4), sampling(max_tokens=4))
     before = engine.counters.prompt_tokens
