@@ -15,7 +15,7 @@ default settings), one without (``context.enabled = false``). Scores, per side:
 - compile@1 as the evaluation counts it, and edit similarity to the true body;
 - the latency of the first request in the file and of the request after one keystroke there.
 
-    .venv/bin/python bench/context.py [--tasks 100] [--seed 5] [--json out.json]
+    .venv/bin/python bench/context.py [--tasks 100] [--seed 5] [--predict-ms 0] [--json out.json]
 """
 
 from __future__ import annotations
@@ -185,11 +185,15 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", type=int, default=100)
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--predict-ms", type=float, default=0.0,
+                    help="completion.predict_ms of both servers (0: whole suggestions, scored "
+                         "apart from the machine's speed)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     todo = tasks(args.tasks, args.seed)
     print(f"{len(todo)} tasks from {len({t.module for t in todo})} modules")
-    sides = {"with context": {}, "without": {"context": {"enabled": False}}}
+    both = {"completion": {"predictMs": args.predict_ms}}
+    sides = {"with context": both, "without": {**both, "context": {"enabled": False}}}
     clients = {}
     for name, options in sides.items():
         data_dir = tempfile.mkdtemp(prefix="compilot-context-")
