@@ -245,7 +245,7 @@ async def warm_up(client: LanguageClient, data_dir: str) -> None:
 def summary(f: Figures, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"settings": {k: getattr(args, k) for k in (
         "files", "keys", "interval_ms", "pause_ms", "debounce_ms", "read_ms", "candidates",
-        "max_tokens")}, "keystrokes": f.keystrokes, "accepted": f.accepted,
+        "max_tokens", "prefix_chars")}, "keystrokes": f.keystrokes, "accepted": f.accepted,
         "late": f.late, "sources": f.sources}
     for kind in KINDS:
         ms, shown = f.ms[kind], f.shown[kind]
@@ -279,6 +279,7 @@ async def main() -> None:
                          "first request there: the typist reads; the server warms up")
     ap.add_argument("--candidates", type=int, default=None, help="default: the setting's")
     ap.add_argument("--max-tokens", type=int, default=None, help="default: the setting's")
+    ap.add_argument("--prefix-chars", type=int, default=None, help="default: the setting's")
     ap.add_argument("--seed", type=int, default=4)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -286,7 +287,8 @@ async def main() -> None:
 
     data_dir = tempfile.mkdtemp(prefix="compilot-typing-")
     options: dict[str, Any] = {"completion": {
-        k: v for k, v in (("candidates", args.candidates), ("maxTokens", args.max_tokens))
+        k: v for k, v in (("candidates", args.candidates), ("maxTokens", args.max_tokens),
+                          ("prefixChars", args.prefix_chars))
         if v is not None}}
     client = await start_server(options, env={
         **os.environ, "COMPILOT_DATA_DIR": data_dir,

@@ -55,6 +55,8 @@ WARM_TAIL = 2
 """Tokens a warm-up leaves at the end of the window: typing there re-tokenizes them."""
 MAX_CONTEXT_FILE_CHARS = 1_000_000
 """A bigger file (generated, minified, data) is not cut into the context ring."""
+CUT_WAIT_S = 0.25
+"""How long a request waits for a file still being cut into the context ring."""
 
 
 def _approx_tokens(text: str) -> int:
@@ -332,6 +334,17 @@ class CompletionService:
         self._cutting = self._cutter.submit(ring.add_file, uri, name, text)
         return self._cutting
 
+    async def _cut_landed(self) -> None:
+        """Wait (at most CUT_WAIT_S) for a file still being cut into the ring: a file opened
+        or left a moment ago (the LSP server cuts the document left after edits when the next
+        request comes) would otherwise land between two requests and change the second's
+        context, a cache miss that evaluates the prompt again from the chunk on."""
+        cutting = self._cutting
+        if cutting is None or cutting.done():
+            return
+        with contextlib.suppress(Exception):  # too slow, or it failed: the request goes on
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(cutting)), CUT_WAIT_S)
+
     def context_settled(self, timeout: float | None = None) -> None:
         """Wait until the files given to ``file_seen`` are in the ring (tests, benchmarks)."""
         if self._cutting is not None:
@@ -552,6 +565,7 @@ class CompletionService:
                      anchor=self._anchors.get(uri))
         self._anchors[uri] = win.start
         sampling = Sampling.from_settings(c, predict_ms=c.predict_ms)
+        await self._cut_landed()
         context = self._choose(uri, win, language)
         key = (win.prefix, win.suffix, language.id, self.adapter, sampling, c.rank_by_syntax,
                context.key)

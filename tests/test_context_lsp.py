@@ -122,6 +122,41 @@ async def test_the_context_holds_while_typing(client: LanguageClient) -> None:
     assert evaluated < 16
 
 
+FOLD = '''
+
+def fold_header_lines(lines):
+    """Join the continuation lines of folded headers."""
+    folded = []
+    for line in lines:
+        name, _, value = line.partition(":")
+        folded.append((name, value))
+    return folded
+'''
+
+
+async def test_a_file_left_after_edits_is_context_at_once_and_the_next_request_a_hit(
+        client: LanguageClient) -> None:
+    """Leaving an edited file cuts it into the ring when the next request comes: that request
+    waits for the cut, so its context already holds the edit, and the same request again is a
+    cache hit (before, the cut landed between the two: the second had other context, a miss
+    that evaluated the prompt again)."""
+    helpers = (WORK / "pkg" / "helpers.py").as_uri()
+    await inline(client, helpers, end_of(HELPERS))  # the user works in helpers.py
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=helpers, version=2),
+        content_changes=[types.TextDocumentContentChangePartial(
+            range=types.Range(start=end_of(HELPERS), end=end_of(HELPERS)), text=FOLD)]))
+    main = (WORK / "pkg" / "main.py").as_uri()
+    typed = MAIN + "hdr_zq"  # main.py as the test before left it
+    await inline(client, main, end_of(typed))
+    stats = await command(client, "compilot.stats", {"prompt": True})
+    assert "def fold_header_lines(lines):" in as_text(stats["last_prompt"])
+    hits = stats["service"]["cache_hits"]
+    await inline(client, main, end_of(typed))
+    again = await command(client, "compilot.stats", {"prompt": True})
+    assert again["service"]["cache_hits"] == hits + 1
+
+
 async def test_a_language_without_line_comments_gets_no_context(
         client: LanguageClient) -> None:
     """The embedded model has no repository tokens, so other files come as line comments: a
