@@ -2,8 +2,9 @@
 
 For the same prompts (standard-library function bodies) and the same number of generated
 tokens, measured side by side in one run (each prompt: server, then direct call):
-- direct: `Llama.create_completion` on the prompt text the server sent to the model, greedy,
-  with max_tokens set to the tokens the server generated for that request;
+- direct: `Llama.create_completion` on the prompt token ids the server evaluated (its healed
+  window, after the chunks of other files opened before it), greedy, with max_tokens set to
+  the tokens the server generated for that request;
 - LSP: `textDocument/inlineCompletion` through a real `compilot serve` subprocess (one
   candidate, greedy), including windowing, post-processing, ranking and the event store;
 - cache hit: the same request again, answered from the LRU cache;
@@ -27,8 +28,7 @@ from lsprotocol import types
 
 from compilot.lsp_client import inline, start_server
 from compilot.models import embedded_model_path
-from compilot.server.prompt import heal, window
-from compilot.settings import CompletionSettings, ModelSettings
+from compilot.settings import ModelSettings
 from compilot.training.corpus import stdlib_holes
 
 
@@ -46,7 +46,6 @@ async def main() -> None:
     import llama_cpp
 
     model = ModelSettings()
-    completion = CompletionSettings()
     direct = llama_cpp.Llama(model_path=str(embedded_model_path()), n_ctx=model.n_ctx,
                              n_batch=model.n_batch, n_threads=os.cpu_count(), verbose=False)
     data_dir = tempfile.mkdtemp(prefix="compilot-bench-")
@@ -84,7 +83,8 @@ async def main() -> None:
             await inline(client, uri, *task.cursor)
             lsp_ms.append((time.perf_counter() - t0) * 1000)
             after = await client.workspace_execute_command_async(
-                types.ExecuteCommandParams(command="compilot.stats", arguments=[]))
+                types.ExecuteCommandParams(command="compilot.stats",
+                                           arguments=[{"prompt": True}]))
             generated = (after["engine"]["generated_tokens"]
                          - before["engine"]["generated_tokens"])
             lsp_tokens.append(generated)
@@ -108,12 +108,10 @@ async def main() -> None:
             key_evaluated.append(typed["engine"]["prompt_tokens"]
                                  - after["engine"]["prompt_tokens"])
 
-            win = window(task.document, len(task.prefix),
-                         prefix_chars=completion.prefix_chars,
-                         suffix_chars=completion.suffix_chars)
-            prompt, _held = heal(win.prefix)
+            # the very ids the server evaluated (its window, healed, after the chunks of the
+            # files opened before, which the direct call would not have otherwise)
             t0 = time.perf_counter()
-            out = direct.create_completion(prompt, max_tokens=max(1, generated),
+            out = direct.create_completion(after["last_prompt"], max_tokens=max(1, generated),
                                            temperature=0)
             direct_ms.append((time.perf_counter() - t0) * 1000)
             direct_tokens.append(out["usage"]["completion_tokens"])
