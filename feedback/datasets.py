@@ -444,7 +444,9 @@ def dedupe(rows: Iterable[Row], key: tuple[str, ...]) -> list[Row]:
 def to_dataset(rows: list[Row], kind: str) -> Dataset:
     """Rows as a Dataset with the kind's features (its columns kept when there are no rows)."""
     features = FEATURES[kind]
-    return Dataset.from_dict({k: [row[k] for row in rows] for k in features}, features=features)
+    # rows made before a request's context was recorded (or by hand) have none
+    return Dataset.from_dict({k: [row[k] if k != "context" else row.get(k) or []
+                                  for row in rows] for k in features}, features=features)
 
 
 def build(store: Store, selection: Selection, settings: DatasetSettings) -> DatasetDict:

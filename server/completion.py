@@ -424,7 +424,10 @@ class CompletionService:
         there evaluates only what was typed since. The lowest priority: any request stops it,
         and takes over what it evaluated (the common prefix of the two prompts)."""
         c = self.settings.completion
-        if not c.warm_up or self.engine is None:
+        if not c.warm_up:
+            return None
+        if self.engine is None:
+            self._warm_when_loaded(uri, document, offset, language_id)
             return None
         language = language_for(language_id, uri)
         win = window(document, offset, prefix_chars=c.prefix_chars, suffix_chars=c.suffix_chars,
@@ -446,6 +449,26 @@ class CompletionService:
             return engine.warm(tokens[:-WARM_TAIL], cancelled)
 
         return self.scheduler.submit(work, key=f"warm:{uri}", background=True).future
+
+    def _warm_when_loaded(self, uri: str, document: str, offset: int,
+                          language_id: str | None) -> None:
+        """A document focused while the model still loads (an editor started on a file): warm
+        it once the model is there, on the loop, unless the load failed."""
+        loading = self._loaded
+        if loading is None or loading.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop: nobody to warm for
+            return
+
+        def loaded(future: Future[object]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                with contextlib.suppress(RuntimeError):  # the loop has ended
+                    loop.call_soon_threadsafe(
+                        lambda: self.warm(uri, document, offset, language_id=language_id))
+
+        loading.add_done_callback(loaded)
 
     def _prefetch(self, uri: str, document: str, offset: int, win: Window, language: Language,
                   sampling: Sampling, shown: list[Candidate]) -> None:

@@ -154,6 +154,28 @@ async def test_a_prefetch_does_not_hold_up_a_request(service: CompletionService)
     assert service.scheduler.counters.failed == 0
 
 
+async def test_a_document_focused_while_the_model_loads_is_warmed_once_it_is_there(
+        tmp_path: Path) -> None:
+    """An editor started on a file tells the focus before the model has loaded: the warm-up
+    happens when the load ends, not never (the first suggestion would pay the whole window)."""
+    settings, _ = settings_mod.load({"completion": {"maxTokens": 8, "candidates": 1}},
+                                    path=tmp_path / "none.toml")
+    svc = CompletionService(settings, store=None)
+    try:
+        loading = svc.load()
+        document, at = variant("loading")
+        assert svc.warm("file:///w/l.py", document, at, language_id="python") is None
+        assert not loading.done() and svc.counters.warm_ups == 0
+        await asyncio.wrap_future(loading)
+        for _ in range(600):
+            if svc.counters.warm_ups:
+                break
+            await asyncio.sleep(0.05)
+        assert svc.counters.warm_ups == 1
+    finally:
+        svc.close()
+
+
 async def test_a_cache_hit_writes_no_new_window(tmp_path: Path) -> None:
     from compilot.feedback.store import Store
     from compilot.paths import DataDir
