@@ -7,7 +7,6 @@ it in handlers.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import os
@@ -523,9 +522,7 @@ class CompletionService:
         except asyncio.CancelledError:
             self.counters.cancelled += 1
             raise
-        except (Cancelled, concurrent.futures.CancelledError):
-            return None
-        except Exception:  # noqa: BLE001 - the request's own computation reports it
+        except Exception:  # noqa: BLE001 - superseded or failed: the request asks itself
             return None
 
     # -- completions -----------------------------------------------------------------------
