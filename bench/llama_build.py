@@ -2,9 +2,9 @@
 
 Each wheel of llama-cpp-python given is installed into a folder of its own; then, in rounds
 that alternate the order of the builds, a subprocess per build loads the embedded model through
-compilot's Engine (the server's code path: its context of sequences, its prompt batches) for
-each setting of ``model.n_threads`` and ``model.n_batch`` and times, on the same healed
-standard-library windows:
+compilot's Engine (the server's code path: its context of sequences, its prompt batches, the
+copy that ``model.requantize`` serves) for each setting of ``model.n_threads`` and
+``model.n_batch`` and times, on the same healed standard-library windows:
 - prompt evaluation from an empty KV cache (what a first request in a file pays), tokens/s;
 - decoding one greedy candidate of ``--max-tokens`` with the prompt cached, ms per token;
 - the default request (3 candidates side by side) with the prompt cached, ms.
@@ -29,13 +29,51 @@ from pathlib import Path
 from typing import Any
 
 
+def served_prompts(engine: Any, holes: list[Any], completion: Any, max_tokens: int
+                   ) -> list[list[int]]:
+    """The token ids the server evaluates for each hole: its window, healed."""
+    from compilot.server.prompt import heal, window
+
+    prompts = []
+    for hole in holes:
+        win = window(hole.document, len(hole.prefix), prefix_chars=completion.prefix_chars,
+                     suffix_chars=completion.suffix_chars)
+        prompts.append(engine.prompt(heal(win.prefix)[0], win.suffix, max_tokens))
+    return prompts
+
+
+def measure(engine: Any, prompts: list[list[int]], completion: Any, max_tokens: int
+            ) -> dict[str, list[float]]:
+    """Per prompt: evaluation from an empty KV cache (tokens/s), one greedy candidate of
+    ``max_tokens`` with the prompt cached (ms per token), the default request (ms)."""
+    from compilot.server.engine import Sampling
+
+    one = Sampling.from_settings(completion, n=1, max_tokens=max_tokens)
+    request = Sampling.from_settings(completion)
+    first = Sampling.from_settings(completion, n=1, max_tokens=1)
+    figures: dict[str, list[float]] = {"prompt_tps": [], "decode_ms": [], "request_ms": []}
+    engine.generate(prompts[0][:32], first)  # pages fault in once, not in the first prompt
+    for tokens in prompts:
+        engine.llm.n_tokens = 0
+        started = time.perf_counter()
+        engine.generate(tokens, first)
+        figures["prompt_tps"].append(len(tokens) / (time.perf_counter() - started))
+        started = time.perf_counter()
+        found = engine.generate(tokens, one)
+        figures["decode_ms"].append((time.perf_counter() - started) * 1000
+                                    / max(1, found[0].tokens))
+        started = time.perf_counter()
+        engine.generate(tokens, request)
+        figures["request_ms"].append((time.perf_counter() - started) * 1000)
+    return figures
+
+
 def worker(settings: list[tuple[int, int]], count: int, max_tokens: int, seed: int) -> None:
     """In the subprocess: the measurements of one build, as JSON on stdout."""
     import llama_cpp
 
     from compilot.models import embedded_model_path
-    from compilot.server.engine import Engine, Sampling
-    from compilot.server.prompt import heal, window
+    from compilot.server.engine import Engine
     from compilot.settings import CompletionSettings, ModelSettings
     from compilot.training.corpus import stdlib_holes
 
@@ -46,28 +84,8 @@ def worker(settings: list[tuple[int, int]], count: int, max_tokens: int, seed: i
                            "settings": {}}
     for threads, batch in settings:
         engine = Engine(embedded_model_path(), ModelSettings(n_threads=threads, n_batch=batch))
-        prompts = []
-        for hole in holes:
-            win = window(hole.document, len(hole.prefix), prefix_chars=completion.prefix_chars,
-                         suffix_chars=completion.suffix_chars)
-            prompts.append(engine.prompt(heal(win.prefix)[0], win.suffix, max_tokens))
-        one = Sampling.from_settings(completion, n=1, max_tokens=max_tokens)
-        request = Sampling.from_settings(completion)
-        first = Sampling.from_settings(completion, n=1, max_tokens=1)
-        figures: dict[str, list[float]] = {"prompt_tps": [], "decode_ms": [], "request_ms": []}
-        engine.generate(prompts[0][:32], first)  # pages fault in once, not in the first prompt
-        for tokens in prompts:
-            engine.llm.n_tokens = 0
-            started = time.perf_counter()
-            engine.generate(tokens, first)
-            figures["prompt_tps"].append(len(tokens) / (time.perf_counter() - started))
-            started = time.perf_counter()
-            found = engine.generate(tokens, one)
-            figures["decode_ms"].append((time.perf_counter() - started) * 1000
-                                        / max(1, found[0].tokens))
-            started = time.perf_counter()
-            engine.generate(tokens, request)
-            figures["request_ms"].append((time.perf_counter() - started) * 1000)
+        prompts = served_prompts(engine, holes, completion, max_tokens)
+        figures = measure(engine, prompts, completion, max_tokens)
         figures["prompt_tokens"] = [float(len(t)) for t in prompts]
         out["settings"][f"{threads}x{batch}"] = figures
         engine.llm.close()

@@ -17,6 +17,16 @@ from compilot.settings import APP, Settings
 
 DATA_DIR_ENV = "COMPILOT_DATA_DIR"
 """Environment variable naming the data dir; it outranks the ``data_dir`` setting."""
+CACHE_DIR_ENV = "COMPILOT_CACHE_DIR"
+"""Environment variable naming the user cache (default ``~/.cache/compilot``)."""
+
+
+def user_cache() -> Path:
+    """What compilot derives from files outside any data dir and reuses across data dirs (the
+    served copies of GGUFs, ``server/requantize.py``): safe to delete, remade on use."""
+    if env := os.environ.get(CACHE_DIR_ENV):
+        return Path(env)
+    return Path(platformdirs.user_cache_dir(APP))
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ import platformdirs
 log = logging.getLogger(__name__)
 
 APP = "compilot"
+REQUANTIZE_TYPES = ("q8_0", "q4_0", "f16")
+"""The types ``model.requantize`` may name (llama.cpp's ``LLAMA_FTYPE_MOSTLY_<NAME>``)."""
 
 
 MIN_CONTEXT = 128
@@ -64,8 +66,15 @@ class ModelSettings:
     """CPU threads for inference; empty means all cores."""
     n_batch: int = 256
     """Prompt tokens evaluated per llama.cpp call (also the cancellation granularity)."""
+    requantize: str = "auto"
+    """Serve a copy of the GGUF in another quantization type, made once in the user's cache:
+    ``auto`` copies a GGUF of at most 1 GiB whose type llama.cpp's CPU kernels evaluate slowly
+    (Q4_1, Q5_0, Q5_1, the embedded model's Q4_1 among them) to Q8_0, which evaluates prompts
+    about 1.5x faster with the same weights to within a 256th of each block's range; ``off``
+    loads the file as it is; ``q8_0``, ``q4_0`` or ``f16`` copies any file to that type."""
 
     def __post_init__(self) -> None:
+        _one_of("model.requantize", self.requantize, ("auto", "off", *REQUANTIZE_TYPES))
         _at_least("model.n_ctx", self.n_ctx, MIN_CONTEXT)
         _at_least("model.n_batch", self.n_batch, 1)
         if self.n_threads is not None:

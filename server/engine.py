@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from compilot.feedback.records import Candidate
+from compilot.paths import user_cache
 from compilot.server.layout import (
     FILE_SEP_TEXTS,
     REPO_TEXTS,
@@ -37,6 +38,7 @@ from compilot.server.layout import (
     Vocabulary,
     repository,
 )
+from compilot.server.requantize import SERVED_DIR, served_file
 from compilot.settings import MAX_CANDIDATES, CompletionSettings, ModelSettings
 
 log = logging.getLogger(__name__)
@@ -163,10 +165,12 @@ class Engine:
 
         self._llama_cpp = llama_cpp
         _check_gguf(path)
+        self.served_path = served_file(path, model.requantize, user_cache() / SERVED_DIR)
+        """What llama.cpp loaded: ``path``, or its faster copy (``server/requantize.py``)."""
         self.n_threads = model.n_threads or os.cpu_count() or 1
         try:
             self.llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_batch=n_batch,
+                model_path=str(self.served_path), n_ctx=n_ctx, n_batch=n_batch,
                 n_threads=self.n_threads, logits_all=False, verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -552,6 +556,7 @@ def load(path: Path, model: ModelSettings) -> Engine:
     """Load ``path`` and log how long it took."""
     started = time.perf_counter()
     engine = Engine(path, model)
-    log.info("loaded %s in %.2fs (FIM: %s)", path, time.perf_counter() - started,
-             engine.fim is not None)
+    log.info("loaded %s in %.2fs (FIM: %s)%s", path, time.perf_counter() - started,
+             engine.fim is not None,
+             "" if engine.served_path == path else f" as {engine.served_path}")
     return engine

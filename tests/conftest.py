@@ -16,6 +16,19 @@ COLLECTED_MODULES = ("textwrap.py", "colorsys.py", "shlex.py", "fnmatch.py", "bi
                      "calendar.py", "glob.py", "posixpath.py", "string.py", "heapq.py")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user cache (served GGUF copies, ``server/requantize.py``) in this run's temporary
+    folder, for this process and the servers it starts, instead of ``~/.cache/compilot``."""
+    import os
+
+    from compilot.paths import CACHE_DIR_ENV
+
+    root = tmp_path_factory.mktemp("user-cache")
+    os.environ[CACHE_DIR_ENV] = str(root)
+    return root
+
+
 @pytest.fixture(scope="session")
 def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
