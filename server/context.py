@@ -11,10 +11,13 @@ identifiers). compilot does both:
   ``excluded`` names (``.compilotignore``, ``logging.ignore``) never enters it, and a chunk's
   text is redacted before it is kept, so a secret in another open file reaches neither a
   prompt nor the store.
-- **The choice.** For a request, the chunks of other files most like the window (Jaccard over
-  identifiers), within a token budget; a chunk more like the window than ``max_similarity``
-  is left out (llama.vim evicts those: they make the model repeat code), and so is one with
-  nothing in common with it.
+- **The choice.** For a request, first the chunks of other files that define a name the
+  window uses and does not define itself (an imported helper, a class it instantiates: what
+  Zeta's definitions and the IDE plugins' "go to definition" context give), the more such names
+  the better; then the chunks most like the window (Jaccard over identifiers); all within a
+  token budget. A chunk more like the window than ``max_similarity`` is left out (llama.vim
+  evicts those: they make the model repeat code), and so is one with nothing in common with
+  it.
 - **Threads.** Files are cut on a thread of the server's (a big file's chunks and their
   redaction would hold the editor's loop), the choice is made on the loop: one lock.
 - **Stability.** Anything that changes in a prompt re-evaluates everything after it, so the
@@ -47,12 +50,27 @@ KEYWORDS = frozenset("""
     while with yield int char bool float double long unsigned string str list dict
 """.split())
 """Words every file of a language shares: counted, they would make any two files alike."""
+DEFINITION = re.compile(
+    r"^[ \t]*(?:export\s+)?(?:pub(?:\([a-z]+\))?\s+)?(?:async\s+)?"
+    r"(?:def|class|function\*?|fn|func|struct|enum|interface|trait|type|const|let|var)"
+    r"\s+([A-Za-z_][A-Za-z0-9_]*)"
+    r"|^([A-Za-z_][A-Za-z0-9_]*)[ \t]*(?::[^=\n]*)?=(?!=)", re.MULTILINE)
+"""A definition's name, in the languages' common spellings: ``def``/``class``/``function``/
+``fn``/``func``/``struct``... at any indentation (methods too), or an assignment at column 0
+(a module's constants); a definition spelled otherwise (C's ``int f(``) counts by similarity
+only."""
 _ids = count(1)
 
 
 def identifiers(text: str) -> frozenset[str]:
     """The identifiers of ``text`` of two characters or more, keywords left out."""
     return frozenset(w for w in IDENTIFIER.findall(text) if w.lower() not in KEYWORDS)
+
+
+def definitions(text: str) -> frozenset[str]:
+    """The names ``text`` defines (``DEFINITION``), of two characters or more."""
+    return frozenset(name for m in DEFINITION.finditer(text) for name in m.groups()
+                     if name and len(name) > 1)
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -71,6 +89,8 @@ class Chunk:
     start: int
     text: str
     names: frozenset[str] = field(repr=False, compare=False)
+    defines: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    """What the chunk defines (``definitions``)."""
     serial: int = field(default_factory=lambda: next(_ids), compare=False)
     """The order chunks entered the ring (a chunk re-cut from a saved file is new)."""
 
@@ -164,7 +184,8 @@ class ContextRing:
             # and the definitions the rest builds on)
             for start, body in chunks_of(text, chunk_lines=self.chunk_lines)[:self.max_chunks]:
                 clean = redact(body)
-                new.append(Chunk(uri, path, start, clean, identifiers(clean)))
+                new.append(Chunk(uri, path, start, clean, identifiers(clean),
+                                 definitions(clean)))
         with self._lock:
             kept = [c for c in self._chunks if c.uri != uri] + new
             self._chunks = kept[-self.max_chunks:] if self.max_chunks > 0 else []
@@ -188,14 +209,15 @@ class ContextRing:
         if kept is not None and kept[0] == key:
             return kept[1]
         here = identifiers(window)
+        wanted = here - definitions(window)  # used here, defined elsewhere
         scored = []
         for c in others:
             similarity = jaccard(here, c.names)
             if 0.0 < similarity <= self.max_similarity:
-                scored.append((similarity, c.serial, c))
+                scored.append((len(c.defines & wanted), similarity, c.serial, c))
         picked: list[Chunk] = []
         room = budget
-        for _, _, c in sorted(scored, key=lambda s: (-s[0], -s[1])):
+        for *_, c in sorted(scored, key=lambda s: (-s[0], -s[1], -s[2])):
             cost = measure(c.text) + measure(c.path) + 8  # the path line, separators
             if cost <= room:
                 picked.append(c)

@@ -3,7 +3,14 @@ the choice holds still while the user types (the KV cache is reused only if it d
 
 from __future__ import annotations
 
-from compilot.server.context import Choice, ContextRing, chunks_of, identifiers, jaccard
+from compilot.server.context import (
+    Choice,
+    ContextRing,
+    chunks_of,
+    definitions,
+    identifiers,
+    jaccard,
+)
 
 UTILS = '''import re
 
@@ -65,6 +72,26 @@ def test_the_most_similar_chunk_of_another_file_is_chosen() -> None:
     choice = ring.choose("file:///p/main.py", WINDOW, anchor=0, budget=30, measure=words)
     assert [c.path for c in choice.chunks] == ["utils.py"]
     assert choice.chunks[0].text.startswith("def parse_header")
+
+
+def test_a_chunk_defining_a_name_the_window_uses_comes_first() -> None:
+    """The window calls ``quote_header``, imported from utils: the chunk defining it comes
+    before one more like the window by its words, and a definition the window has itself
+    (``read_headers``) draws no chunk."""
+    ring = ContextRing(chunk_lines=6)
+    ring.add_file("file:///p/utils.py", "utils.py", UTILS)
+    alike = "def headers_in(lines):\n    headers = [line for line in lines]\n"
+    ring.add_file("file:///p/alike.py", "alike.py", alike)
+    window = "from utils import quote_header\n\n\n" + WINDOW
+    quote = next(c for c in ring.chunks if c.text.startswith("def quote_header"))
+    assert jaccard(identifiers(window), identifiers(alike)) > jaccard(identifiers(window),
+                                                                      quote.names)
+    choice = ring.choose("file:///p/main.py", window, anchor=0, budget=20, measure=words)
+    assert [c.text.split("(")[0] for c in choice.chunks] == ["def quote_header"]  # one fits
+    assert definitions(UTILS) == {"parse_header", "quote_header", "HeaderRegistry", "__init__"}
+    assert definitions("X_MAX = 3\nlimit_of: int = 2\na == b\nexport const makeThing = 1\n"
+                       "pub fn go_now() {}\nasync function* walk() {}\n") == {
+        "X_MAX", "limit_of", "makeThing", "go_now", "walk"}
 
 
 def test_the_current_file_and_too_similar_chunks_are_left_out() -> None:
