@@ -34,6 +34,8 @@ def default(key: str) -> Any:
                  id="max-tokens"),
     pytest.param("completion.candidates", settings_mod.CompletionSettings().candidates,
                  id="candidates"),
+    pytest.param("completion.predictMs", settings_mod.CompletionSettings().predict_ms,
+                 id="predict-ms"),
     pytest.param("logging.enabled", settings_mod.LoggingSettings().enabled, id="logging"),
 ])
 def test_extension_defaults_are_the_servers(vscode_key: str, server_value: Any) -> None:
@@ -42,11 +44,13 @@ def test_extension_defaults_are_the_servers(vscode_key: str, server_value: Any) 
 
 def test_initialization_options_from_the_defaults_load_cleanly() -> None:
     options = {"completion": {"maxTokens": default("completion.maxTokens"),
-                              "candidates": default("completion.candidates")},
+                              "candidates": default("completion.candidates"),
+                              "predictMs": default("completion.predictMs")},
                "logging": {"enabled": default("logging.enabled")}}
     loaded, problems = settings_mod.load(options, path=Path("/nonexistent/config.toml"))
     assert problems == []
     assert loaded.completion.max_tokens == options["completion"]["maxTokens"]
+    assert loaded.completion.predict_ms == options["completion"]["predictMs"]
 
 
 def test_every_setting_is_documented() -> None:

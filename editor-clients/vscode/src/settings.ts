@@ -26,7 +26,7 @@ export interface ClientSettings {
   /** language id → on/off; `*` is every other language. */
   languages: Record<string, boolean>;
   debounceMs: number;
-  completion: { maxTokens: number; candidates: number };
+  completion: { maxTokens: number; candidates: number; predictMs: number };
   model: { path: string };
   logging: { enabled: boolean };
   server: ServerLaunchSettings;
@@ -48,6 +48,7 @@ type Check<T> = (v: unknown) => v is T;
 const isString: Check<string> = (v): v is string => typeof v === "string";
 const isBool: Check<boolean> = (v): v is boolean => typeof v === "boolean";
 const isCount: Check<number> = (v): v is number => Number.isInteger(v) && (v as number) >= 0;
+const isNonNegative: Check<number> = (v): v is number => typeof v === "number" && Number.isFinite(v) && v >= 0;
 const isStrings: Check<string[]> = (v): v is string[] => Array.isArray(v) && v.every(isString);
 const isStringMap: Check<Record<string, string>> = (v): v is Record<string, string> =>
   isRecord(v) && Object.values(v).every(isString);
@@ -77,6 +78,7 @@ export function readSettings(config: ConfigReader): ReadResult {
     completion: {
       maxTokens: read("completion.maxTokens", isCount, "a non-negative integer"),
       candidates: read("completion.candidates", isCount, "a non-negative integer"),
+      predictMs: read("completion.predictMs", isNonNegative, "a non-negative number"),
     },
     model: { path: read("model.path", isString, "a string") },
     logging: { enabled: read("logging.enabled", isBool, "true or false") },
@@ -134,6 +136,7 @@ export function serverSettings(settings: ClientSettings, vars: Variables): Serve
     completion: {
       maxTokens: settings.completion.maxTokens,
       candidates: settings.completion.candidates,
+      predictMs: settings.completion.predictMs,
     },
     logging: { enabled: settings.logging.enabled },
   };

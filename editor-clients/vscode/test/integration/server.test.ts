@@ -26,7 +26,7 @@ import { CompilotApi, ServerCommands, ServerStatus, Transport, initializationOpt
 import { describeLaunch, serverLaunch } from "../../src/launch";
 import { Candidate, Change, Reporter, advance, candidateOf } from "../../src/reporter";
 import { readSettings } from "../../src/settings";
-import { ROOT, fakeConfig } from "../fakes";
+import { ROOT, defaults, fakeConfig } from "../fakes";
 
 const PYTHON = process.env.COMPILOT_PYTHON || path.resolve(ROOT, "..", "..", ".venv", "bin", "python");
 /** Every wait has this bound; the first completion loads the model and evaluates the prompt. */
@@ -132,7 +132,7 @@ describe("client wiring against the real server", { timeout: 5 * TIMEOUT_MS }, (
 
   test("initialize with the mapped settings; the server offers inline completion and the commands", async () => {
     const options = initializationOptions(settings, vars);
-    assert.deepEqual(options.completion, { maxTokens: 16, candidates: 1 });
+    assert.deepEqual(options.completion, { maxTokens: 16, candidates: 1, predictMs: defaults().get("completion.predictMs") });
     const result = await within(connection.sendRequest(InitializeRequest.type, {
       processId: process.pid,
       rootUri: `file://${tmp}`,

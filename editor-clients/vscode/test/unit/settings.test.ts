@@ -26,6 +26,7 @@ describe("readSettings", () => {
     assert.deepEqual(problems, []);
     assert.equal(settings.completion.maxTokens, d.get("completion.maxTokens"));
     assert.equal(settings.completion.candidates, d.get("completion.candidates"));
+    assert.equal(settings.completion.predictMs, d.get("completion.predictMs"));
     assert.equal(settings.debounceMs, d.get("debounceMs"));
     assert.deepEqual(settings.languages, d.get("languages"));
     assert.deepEqual(settings.server.args, d.get("server.args"));
@@ -35,6 +36,8 @@ describe("readSettings", () => {
     ["negative-max-tokens", "completion.maxTokens", -1],
     ["string-debounce", "debounceMs", "fast"],
     ["fractional-candidates", "completion.candidates", 2.5],
+    ["negative-predict-ms", "completion.predictMs", -1],
+    ["string-predict-ms", "completion.predictMs", "250"],
     ["args-not-strings", "server.args", ["--x", 3]],
     ["env-not-strings", "server.env", { A: 1 }],
     ["languages-not-booleans", "languages", { python: "yes" }],
@@ -55,7 +58,11 @@ describe("serverSettings", () => {
     const d = defaults();
     const tree = serverSettings(readSettings(fakeConfig()).settings, vars);
     assert.deepEqual(tree, {
-      completion: { maxTokens: d.get("completion.maxTokens"), candidates: d.get("completion.candidates") },
+      completion: {
+        maxTokens: d.get("completion.maxTokens"),
+        candidates: d.get("completion.candidates"),
+        predictMs: d.get("completion.predictMs"),
+      },
       logging: { enabled: d.get("logging.enabled") },
     });
   });
@@ -80,8 +87,19 @@ describe("serverSettings", () => {
       "completion.maxTokens": 16,
       "server.settings": { completion: { temperature: 0.2, maxTokens: 999 }, checks: { timeoutS: 5 } },
     })).settings, vars);
-    assert.deepEqual(tree.completion, { temperature: 0.2, maxTokens: 16, candidates: defaults().get("completion.candidates") });
+    assert.deepEqual(tree.completion, {
+      temperature: 0.2,
+      maxTokens: 16,
+      candidates: defaults().get("completion.candidates"),
+      predictMs: defaults().get("completion.predictMs"),
+    });
     assert.deepEqual(tree.checks, { timeoutS: 5 });
+  });
+
+  test("completion.predictMs reaches the server, a fraction and 0 (no limit) included", () => {
+    const set = (ms: unknown) => serverSettings(readSettings(fakeConfig({ "completion.predictMs": ms })).settings, vars);
+    assert.equal((set(120.5).completion as Record<string, unknown>).predictMs, 120.5);
+    assert.equal((set(0).completion as Record<string, unknown>).predictMs, 0);
   });
 });
 
