@@ -349,17 +349,17 @@ class CompletionService:
         if self._cutting is not None:
             self._cutting.result(timeout)
 
-    def _choose(self, uri: str, win: Window, language: Language) -> Choice:
-        """The chunks of other files for a request in ``uri`` at ``win``: none when context is
-        off, or when the model has no repository tokens and ``language`` no line comment to
-        write them in."""
+    def _choose(self, uri: str, win: Window, language: Language, document: str) -> Choice:
+        """The chunks of other files for a request in ``uri`` at ``win`` of ``document``: none
+        when context is off, or when the model has no repository tokens and ``language`` no
+        line comment to write them in."""
         c = self.settings.context
         if not c.enabled or c.tokens <= 0 or self.engine is None:
             return NONE
         if self.engine.repo_format is None and not language.comment:
             return NONE
         return self.context.choose(uri, win.prefix + win.suffix, anchor=win.start,
-                                   budget=c.tokens, measure=_approx_tokens)
+                                   budget=c.tokens, measure=_approx_tokens, document=document)
 
     # -- the model -------------------------------------------------------------------------
 
@@ -432,7 +432,7 @@ class CompletionService:
         win = window(document, offset, prefix_chars=c.prefix_chars, suffix_chars=c.suffix_chars,
                      anchor=self._anchors.get(uri))
         self._anchors[uri] = win.start
-        context, path = self._choose(uri, win, language), self._paths.get(uri)
+        context, path = self._choose(uri, win, language, document), self._paths.get(uri)
         self.counters.warm_ups += 1
 
         def work(cancelled: Callable[[], bool]) -> int:
@@ -483,7 +483,7 @@ class CompletionService:
         at = offset + len(text)
         next_win = window(after, at, prefix_chars=c.prefix_chars,
                           suffix_chars=c.suffix_chars, anchor=win.start)
-        context, path = self._choose(uri, next_win, language), self._paths.get(uri)
+        context, path = self._choose(uri, next_win, language, after), self._paths.get(uri)
         key = (next_win.prefix, next_win.suffix, language.id, self.adapter, sampling,
                c.rank_by_syntax, context.key)
         if key in self._cache or key in self._prefetching:
@@ -586,7 +586,7 @@ class CompletionService:
         self._anchors[uri] = win.start
         sampling = Sampling.from_settings(c, predict_ms=c.predict_ms)
         await self._cut_landed()
-        context = self._choose(uri, win, language)
+        context = self._choose(uri, win, language, document)
         key = (win.prefix, win.suffix, language.id, self.adapter, sampling, c.rank_by_syntax,
                context.key)
 

@@ -12,7 +12,8 @@ identifiers). compilot does both:
   text is redacted before it is kept, so a secret in another open file reaches neither a
   prompt nor the store.
 - **The choice.** For a request, first the chunks of other files that define a name the
-  window uses and does not define itself (an imported helper, a class it instantiates: what
+  window uses, or the document's import lines bring in, and the window does not define
+  itself (an imported helper, a class it instantiates: what
   Zeta's definitions and the IDE plugins' "go to definition" context give), the more such names
   the better; then the chunks most like the window (Jaccard over identifiers); all within a
   token budget. A chunk more like the window than ``max_similarity`` is left out (llama.vim
@@ -71,6 +72,21 @@ def definitions(text: str) -> frozenset[str]:
     """The names ``text`` defines (``DEFINITION``), of two characters or more."""
     return frozenset(name for m in DEFINITION.finditer(text) for name in m.groups()
                      if name and len(name) > 1)
+
+
+IMPORT = re.compile(
+    r"^[ \t]*(?:from[ \t]+\S+[ \t]+import[ \t]*\(([^)]*)\)"
+    r"|(?:from[ \t]+\S+[ \t]+import|import|use|require|#[ \t]*include)\b([^\n]*))",
+    re.MULTILINE)
+"""An import line (Python's ``from m import (a, b)`` over several lines too; JavaScript's and
+TypeScript's ``import``, Rust's ``use``, C's ``#include``): what it brings in by name."""
+
+
+def imported(text: str) -> frozenset[str]:
+    """The names ``text``'s import lines bring in (the words after ``import``, ``use`` or
+    ``#include``: the module's own for ``import m``)."""
+    return frozenset(name for m in IMPORT.finditer(text) for group in m.groups() if group
+                     for name in identifiers(group))
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -197,11 +213,13 @@ class ContextRing:
             self._chosen.pop(uri, None)
 
     def choose(self, uri: str, window: str, *, anchor: int, budget: int,
-               measure: Callable[[str], int]) -> Choice:
+               measure: Callable[[str], int], document: str = "") -> Choice:
         """The chunks for a request in ``uri`` whose window text is ``window`` starting at
         ``anchor``: the same as last time while the other files' chunks and the anchor are
-        unchanged (saving this document changes neither), else those most like the window that
-        fit ``budget`` (``measure``: a text's tokens)."""
+        unchanged (saving this document changes neither), else those that fit ``budget``
+        (``measure``: a text's tokens), first the ones defining what the window uses or the
+        ``document``'s import lines bring in (often above the window), then the most like the
+        window."""
         with self._lock:
             others = [c for c in self._chunks if c.uri != uri]
             key = (anchor, budget, *(c.serial for c in others))
@@ -209,7 +227,7 @@ class ContextRing:
         if kept is not None and kept[0] == key:
             return kept[1]
         here = identifiers(window)
-        wanted = here - definitions(window)  # used here, defined elsewhere
+        wanted = (here | imported(document)) - definitions(window)  # defined elsewhere
         scored = []
         for c in others:
             similarity = jaccard(here, c.names)

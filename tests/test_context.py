@@ -9,6 +9,7 @@ from compilot.server.context import (
     chunks_of,
     definitions,
     identifiers,
+    imported,
     jaccard,
 )
 
@@ -92,6 +93,24 @@ def test_a_chunk_defining_a_name_the_window_uses_comes_first() -> None:
     assert definitions("X_MAX = 3\nlimit_of: int = 2\na == b\nexport const makeThing = 1\n"
                        "pub fn go_now() {}\nasync function* walk() {}\n") == {
         "X_MAX", "limit_of", "makeThing", "go_now", "walk"}
+
+
+def test_a_name_the_document_imports_above_the_window_draws_its_definition() -> None:
+    """The import line is far above the window (outside it), the name not yet typed: the
+    document's imports still say where to look."""
+    ring = ContextRing(chunk_lines=6)
+    ring.add_file("file:///p/utils.py", "utils.py", UTILS)
+    ring.add_file("file:///p/alike.py", "alike.py",
+                  "def headers_in(lines):\n    headers = [line for line in lines]\n")
+    document = "from .utils import (parse_header,\n    quote_header)\n" + "\n" * 200 + WINDOW
+    alone = ring.choose("file:///p/main.py", WINDOW, anchor=0, budget=20, measure=words)
+    assert [c.path for c in alone.chunks] == ["alike.py"]
+    choice = ring.choose("file:///p/main.py", WINDOW, anchor=1, budget=20, measure=words,
+                         document=document)
+    assert [c.text.split("(")[0] for c in choice.chunks] == ["def quote_header"]
+    assert imported(document) == {"parse_header", "quote_header"}
+    assert imported("import { makeThing } from './things'\nuse std::fmt;\n#include <stdio.h>\n"
+                    "x = 1\n") == {"makeThing", "things", "std", "fmt", "stdio"}
 
 
 def test_the_current_file_and_too_similar_chunks_are_left_out() -> None:
