@@ -3,19 +3,25 @@
 Tasks: standard-library package modules (email/, json/, asyncio/, importlib/, ...) whose
 function bodies use a name the module imports from a sibling module (``from .utils import
 quote``) that defines it. The model sees the import line, but not what the name is, and a small
-model that cannot see a helper invents one. Each task's module is opened with its body
-missing, its siblings that define the names are opened too, and the top suggestion at the body
-is asked of two `compilot serve`s, side by side in one run: one with cross-file context (the
-default settings), one without (``context.enabled = false``). Scores, per side:
+model that cannot see a helper invents one. As CrossCodeEval (Ding et al., 2023) cuts its
+tasks, the cursor is where the other file is needed: at the first line of the body that uses
+such a name (after its indentation; the body's earlier lines stay, its later ones go), or with
+``--at body`` at the start of the whole body. Each task's module is opened so, its siblings
+that define the names are opened too, and the top suggestion there is asked of two `compilot
+serve`s, side by side in one run: one with cross-file context (the default settings), one
+without (``context.enabled = false``). Scores, per side:
 
 - **strict compile@1**: the suggestion, spliced in, brings in no syntax error, no type error
   and no unresolved name (``feedback.blame`` against the file without it: names the file lacks
   already do not count). Named apart from the evaluation's compile@1, which counts unresolved
   names as compiling;
-- compile@1 as the evaluation counts it, and edit similarity to the true body;
+- names used: the suggestion uses one of the sibling's names that the true code uses there
+  (CrossCodeEval's identifier match, loosely);
+- compile@1 as the evaluation counts it, and edit similarity to the true code;
 - the latency of the first request in the file and of the request after one keystroke there.
 
-    .venv/bin/python bench/context.py [--tasks 100] [--seed 5] [--predict-ms 0] [--json out.json]
+    .venv/bin/python bench/context.py [--tasks 100] [--seed 5] [--at line|body] [--predict-ms 0]
+                                      [--json out.json]
 """
 
 from __future__ import annotations
@@ -96,7 +102,7 @@ def sibling_imports(tree: ast.Module, package: Path, dotted: str, here: Path
     return out
 
 
-def tasks(count: int, seed: int) -> list[Task]:
+def tasks(count: int, seed: int, at: str = "line") -> list[Task]:
     root = Path(sysconfig.get_paths()["stdlib"])
     found = []
     for name in PACKAGES:
@@ -119,13 +125,21 @@ def tasks(count: int, seed: int) -> list[Task]:
                 except SyntaxError:
                     defs[source] = set()
             for hole in bodies(text, "python", str(module)) or []:
-                # bare names (not attributes): what pyflakes resolves
-                used = set(re.findall(r"(?<![\w.])([A-Za-z_]\w*)", hole.reference))
-                names = sorted(n for n in used if n in imported and n in defs[imported[n]])
-                if names:
-                    found.append(Task(module, hole.prefix + hole.suffix, len(hole.prefix),
-                                      hole.reference,
+                lines = hole.reference.split("\n")
+                for number, line in enumerate(lines if at == "line" else [hole.reference]):
+                    # bare names (not attributes): what pyflakes resolves
+                    used = set(re.findall(r"(?<![\w.])([A-Za-z_]\w*)", line))
+                    names = sorted(n for n in used if n in imported and n in defs[imported[n]])
+                    if not names:
+                        continue
+                    before = "".join(f"{x}\n" for x in lines[:number])
+                    if number:
+                        before += line[:len(line) - len(line.lstrip(" "))]
+                    prefix = hole.prefix + before
+                    found.append(Task(module, prefix + hole.suffix, len(prefix),
+                                      hole.reference[len(before):],
                                       sorted({imported[n] for n in names}), names))
+                    break
     random.Random(seed).shuffle(found)
     return found[:count]
 
@@ -178,6 +192,8 @@ def score(task: Task, text: str) -> dict[str, Any]:
     return {"strict": bool(text.strip()) and verdict.blamed is None,
             "compiles": bool(text.strip()) and not any(
                 d.kind in FAILING for d in verdict.new),
+            "names_used": bool(set(re.findall(r"(?<![\w.])([A-Za-z_]\w*)", text))
+                               & set(task.names)),
             "similarity": edit_similarity(text.strip(), task.reference.strip())}
 
 
@@ -185,12 +201,14 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", type=int, default=100)
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--at", choices=("line", "body"), default="line",
+                    help="the cursor at the first line using a sibling's name, or at the body")
     ap.add_argument("--predict-ms", type=float, default=0.0,
                     help="completion.predict_ms of both servers (0: whole suggestions, scored "
                          "apart from the machine's speed)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    todo = tasks(args.tasks, args.seed)
+    todo = tasks(args.tasks, args.seed, args.at)
     print(f"{len(todo)} tasks from {len({t.module for t in todo})} modules")
     both = {"completion": {"predictMs": args.predict_ms}}
     sides = {"with context": both, "without": {**both, "context": {"enabled": False}}}
@@ -211,11 +229,12 @@ async def main() -> None:
     finally:
         for client in clients.values():
             await stop(client)
-    summary: dict[str, Any] = {"tasks": len(todo)}
+    summary: dict[str, Any] = {"tasks": len(todo), "at": args.at}
     for name, rows in results.items():
         summary[name] = {
             "strict_compile@1": round(statistics.mean(r["strict"] for r in rows), 3),
             "compile@1": round(statistics.mean(r["compiles"] for r in rows), 3),
+            "names_used": round(statistics.mean(r["names_used"] for r in rows), 3),
             "edit_similarity": round(statistics.mean(r["similarity"] for r in rows), 3),
             "first_ms_p50": round(statistics.median(r["first_ms"] for r in rows), 1),
             "keystroke_ms_p50": round(statistics.median(r["keystroke_ms"] for r in rows), 1),
@@ -227,8 +246,9 @@ async def main() -> None:
     for name in sides:
         s = summary[name]
         print(f"{name:<13} strict compile@1 {s['strict_compile@1']:.3f}  compile@1 "
-              f"{s['compile@1']:.3f}  edit similarity {s['edit_similarity']:.3f}  first "
-              f"request p50 {s['first_ms_p50']:.0f} ms  keystroke p50 "
+              f"{s['compile@1']:.3f}  names used {s['names_used']:.3f}  edit similarity "
+              f"{s['edit_similarity']:.3f}  first request p50 {s['first_ms_p50']:.0f} ms  "
+              f"keystroke p50 "
               f"{s['keystroke_ms_p50']:.0f} ms")
     print(f"strict compile@1 with context against without, on the same tasks: wins / losses "
           f"{summary['strict wins / losses']}")

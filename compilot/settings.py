@@ -70,7 +70,7 @@ class ModelSettings:
     """Serve a copy of the GGUF in another quantization type, made once in the user's cache:
     ``auto`` copies a GGUF of at most 1 GiB whose type llama.cpp's CPU kernels evaluate slowly
     (Q4_1, Q5_0, Q5_1, the embedded model's Q4_1 among them) to Q8_0, which evaluates prompts
-    about 1.5x faster with the same weights to within a 256th of each block's range; ``off``
+    1.65x faster with the same weights (to 1/254 of each block's largest magnitude); ``off``
     loads the file as it is; ``q8_0``, ``q4_0`` or ``f16`` copies any file to that type."""
 
     def __post_init__(self) -> None:

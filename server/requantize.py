@@ -5,12 +5,13 @@ Why: a first suggestion in a file is mostly prompt evaluation, and llama.cpp's C
 evaluates some quantization types much faster than others. Its CPU "repack" kernels and its
 int8 dot products serve Q4_0, IQ4_NL, Q8_0 and the K-quants; the legacy affine types (Q4_1,
 Q5_0, Q5_1) have neither. The embedded SmolLM2-135M is Q4_1: on 2 cores (AMD EPYC, AVX-512,
-llama-cpp-python 0.3.36, an 850-token window, n_batch 256) it evaluated 358-401 tokens/s where
-the same weights as Q8_0 evaluated 518-630, and decoded a token in 9.3-11.3 ms against 8.7-10.9
-(``bench/requantize.py`` prints these side by side). Q8_0 holds every Q4_1/Q5_x weight within
-a 256th of its block's largest value, a step some 17 times finer than the source's own, so
-the copy is the same model for every practical purpose; ``bench/requantize.py`` also scores
-both on HumanEval.
+llama-cpp-python 0.3.36, healed windows of median 554 tokens, n_batch 256) it evaluated 318
+tokens/s where its Q8_0 copy evaluated 526, and both decoded at 11.1-11.3 ms per token
+(``bench/requantize.py``, side by side). Q8_0 holds every Q4_1/Q5_x weight to within 1/254
+of its block's largest magnitude, a step some 17 times finer than Q4_1's own, so the copy is
+the same model up to near-ties: of HumanEval's 164 problems, compile@1 as shown passed 3
+only with the copy and 2 only with the file (raw: 13 and 8), which greedy decoding breaks
+one way or the other.
 
 ``model.requantize`` says what to do: ``auto`` makes a Q8_0 copy of a legacy-type GGUF of at
 most 1 GiB (a large model's decoding is bound by memory bandwidth, where Q8_0's 8.5 bits per
