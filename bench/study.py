@@ -134,7 +134,10 @@ class Study:
         self.args = args
         self.settings, _ = settings_mod.load()
         self.settings = replace(
-            self.settings, model=replace(self.settings.model, path=None),
+            # the Q4_1 file as it is: the study's committed round-1 data and scores were made
+            # on it, before the server served a Q8_0 copy (model.requantize), and a pairing
+            # must not mix the two
+            self.settings, model=replace(self.settings.model, path=None, requantize="off"),
             datasets=replace(self.settings.datasets, held_out=HELD_OUT),
             gate=replace(self.settings.gate, max_tokens=args.max_tokens))
         self.work: Path = args.work
