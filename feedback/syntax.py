@@ -182,11 +182,14 @@ def _common(a: bytes, b: bytes, part: Callable[[bytes, int], bytes],
 class Trees:
     """The last syntax tree of each of a few documents, brought up to date by an incremental
     re-parse of what changed (one edit: the span between the common prefix and the common
-    suffix of the two texts) instead of a parse from scratch. One per thread, as parsers."""
+    suffix of the two texts) instead of a parse from scratch. The parsers are per thread;
+    the trees are kept under a lock, so that another thread can ``forget`` a closed document
+    while the worker parses."""
 
     def __init__(self, size: int = 16) -> None:
         self.size = size
         self._trees: OrderedDict[tuple[str, str], tuple[bytes, Tree]] = OrderedDict()
+        self._lock = threading.Lock()
         self.full = 0
         """Parses from scratch (a document seen for the first time)."""
         self.incremental = 0
@@ -195,7 +198,8 @@ class Trees:
     def tree(self, key: str, parser: Parser, grammar: str, source: bytes) -> Tree:
         """The tree of ``source``, the document ``key``'s text now."""
         slot = (key, grammar)
-        known = self._trees.get(slot)
+        with self._lock:
+            known = self._trees.get(slot)
         if known is None:
             tree = parser.parse(source)
             self.full += 1
@@ -212,16 +216,23 @@ class Trees:
                           new_end_point=_point(source, new_end))
                 tree = parser.parse(source, tree)
             self.incremental += 1
-        self._trees[slot] = (source, tree)
-        self._trees.move_to_end(slot)
-        while len(self._trees) > self.size:
-            self._trees.popitem(last=False)
+        with self._lock:
+            self._trees[slot] = (source, tree)
+            self._trees.move_to_end(slot)
+            while len(self._trees) > self.size:
+                self._trees.popitem(last=False)
         return tree
 
     def forget(self, key: str) -> None:
         """Drop a document's trees (it was closed)."""
-        for slot in [s for s in self._trees if s[0] == key]:
-            del self._trees[slot]
+        with self._lock:
+            for slot in [s for s in self._trees if s[0] == key]:
+                del self._trees[slot]
+
+    def documents(self) -> list[str]:
+        """The keys of the documents whose trees are kept, least recently used first."""
+        with self._lock:
+            return list(dict.fromkeys(key for key, _ in self._trees))
 
 
 class Splicer:

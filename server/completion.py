@@ -307,7 +307,7 @@ class CompletionService:
         self._cutter = ThreadPoolExecutor(1, thread_name_prefix="compilot-context")
         self._cutting: Future[None] | None = None
         self._trees = Trees()
-        """The last syntax tree of each document (used on the worker thread only)."""
+        """The last syntax tree of each open document (parsed on the worker thread)."""
 
     # -- other files -----------------------------------------------------------------------
 
@@ -413,6 +413,14 @@ class CompletionService:
         self._windows = LRU(settings.completion.cache_size)
         if reload:
             self.load()
+
+    def closed(self, uri: str) -> None:
+        """The editor closed ``uri``: drop what is kept per open document (its syntax tree,
+        the window's anchor, what was last shown there). Its context chunks stay: a file
+        closed a moment ago is still context."""
+        self._trees.forget(uri)
+        self._anchors.pop(uri, None)
+        self._last.pop(uri, None)
 
     # -- ahead of a request ----------------------------------------------------------------
 
@@ -706,6 +714,7 @@ class CompletionService:
             "fim": self.engine.fim is not None if self.engine else None,
             "adapter": self.adapter,
             "error": self.engine_error,
+            "trees": self._trees.documents(),
         }
         if prompt and self.engine is not None:
             out["last_prompt"] = list(self.engine.counters.last_prompt)

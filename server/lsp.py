@@ -388,6 +388,8 @@ def did_close(ls: CompilotServer, params: types.DidCloseTextDocumentParams) -> N
     """Last survival record and re-check; stop following the file."""
     uri = params.text_document.uri
     ls.edited.discard(uri)  # its chunks stay: a file closed a moment ago is still context
+    if ls.service is not None:
+        ls.service.closed(uri)
     if ls.monitor is not None and ls.monitor.follows(uri):
         ls.monitor.closed(uri)
         path = _file_path(uri)

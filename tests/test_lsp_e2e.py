@@ -164,6 +164,16 @@ async def test_cache_and_typing_through(client: LanguageClient) -> None:
     assert stats["service"]["typed_through"] >= 1
 
 
+async def test_a_closed_document_leaves_no_kept_tree(client: LanguageClient) -> None:
+    text = 'def quarter(x):\n    """Return a quarter of x."""\n    '
+    uri = open_document(client, text + "\n")
+    assert await inline(client, uri, end_of(text))
+    assert uri in (await command(client, "compilot.stats"))["trees"]
+    client.text_document_did_close(types.DidCloseTextDocumentParams(
+        text_document=types.TextDocumentIdentifier(uri=uri)))
+    assert uri not in (await command(client, "compilot.stats"))["trees"]
+
+
 async def test_fence_ends_the_completion(client: LanguageClient) -> None:
     # The embedded model answers this with ` n % 2 == 0`, then closes a markdown fence
     # and explains itself in prose.
