@@ -28,7 +28,7 @@ from compilot.models import resolve_model_path
 from compilot.paths import DataDir
 from compilot.server import framing
 from compilot.server.completion import Answer, CompletionService, uri_path
-from compilot.server.positions import offset_at, word_before
+from compilot.server.positions import offset_at, position_of, selected_applied, word_before
 from compilot.thread_budget import ThreadBudget
 
 log = logging.getLogger(__name__)
@@ -213,9 +213,13 @@ def did_change_configuration(ls: CompilotServer,
         ls.service.reconfigure(ls.settings)
 
 
-async def _answer(ls: CompilotServer, uri: str, position: types.Position
+async def _answer(ls: CompilotServer, uri: str, position: types.Position,
+                  selected: types.SelectedCompletionInfo | None = None
                   ) -> tuple[Answer, str, int] | None:
-    """The service's answer, with the document text and cursor offset it was made for."""
+    """The service's answer, with the document text and cursor offset it was made for.
+    ``selected``: the suggest widget's selected entry (LSP 3.18's ``selectedCompletionInfo``):
+    the answer is for the document as it would be with that entry accepted, as Copilot
+    answers (the text and offset returned are of that document)."""
     if ls.service is None or uri not in ls.workspace.text_documents:
         return None
     document = ls.workspace.get_text_document(uri)
@@ -229,8 +233,17 @@ async def _answer(ls: CompilotServer, uri: str, position: types.Position
     offset = offset_at(text, position.line, position.character)
     if offset is None:
         return None
-    answer = await ls.service.complete(uri, text, offset, line=position.line,
-                                       character=position.character,
+    line, character = position.line, position.character
+    if selected is not None:
+        start = offset_at(text, selected.range.start.line, selected.range.start.character)
+        end = offset_at(text, selected.range.end.line, selected.range.end.character)
+        applied = (None if start is None or end is None
+                   else selected_applied(text, offset, start, end, selected.text))
+        if applied is None:
+            return None
+        text, offset = applied
+        line, character = position_of(text, offset)
+    answer = await ls.service.complete(uri, text, offset, line=line, character=character,
                                        language_id=document.language_id)
     return answer, text, offset
 
@@ -238,15 +251,23 @@ async def _answer(ls: CompilotServer, uri: str, position: types.Position
 @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
 async def inline_completion(ls: CompilotServer, params: types.InlineCompletionParams
                             ) -> types.InlineCompletionList:
-    """Ranked candidates as ghost text; each carries the command that reports acceptance."""
-    answered = await _answer(ls, params.text_document.uri, params.position)
+    """Ranked candidates as ghost text; each carries the command that reports acceptance.
+
+    With the suggest widget open (``context.selectedCompletionInfo``), VS Code shows only
+    items that extend its selected entry over the same range: the candidates are made for the
+    document with that entry accepted, and sent as the entry's text followed by theirs."""
+    selected = params.context.selected_completion_info if params.context else None
+    answered = await _answer(ls, params.text_document.uri, params.position, selected)
     if answered is None:
         return types.InlineCompletionList(items=[])
     answer = answered[0]
     at = types.Range(start=params.position, end=params.position)
+    lead = ""
+    if selected is not None:
+        at, lead = selected.range, selected.text
     return types.InlineCompletionList(items=[
         types.InlineCompletionItem(
-            insert_text=item.text, range=at,
+            insert_text=lead + item.text, range=at,
             command=types.Command(title="compilot: accepted", command=ACCEPTED,
                                   arguments=[item.id, {"parsed": item.parsed,
                                                        "logprob": item.logprob}]),

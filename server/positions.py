@@ -35,3 +35,20 @@ def word_before(text: str, offset: int) -> str:
     while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
         start -= 1
     return text[start:offset]
+
+
+def position_of(text: str, offset: int) -> tuple[int, int]:
+    """The LSP position (line, UTF-16 column) of the str index ``offset`` in ``text``."""
+    line = text.count("\n", 0, offset)
+    start = text.rfind("\n", 0, offset) + 1
+    return line, sum(2 if ord(ch) > 0xFFFF else 1 for ch in text[start:offset])
+
+
+def selected_applied(text: str, offset: int, start: int, end: int, selected: str
+                     ) -> tuple[str, int] | None:
+    """The document as it would be with the suggest widget's selected entry accepted (its
+    ``selected`` text over ``start``..``end``), and the cursor after it; None when the cursor at
+    ``offset`` is not inside that range (an entry elsewhere cannot be extended at the cursor)."""
+    if not 0 <= start <= offset <= end <= len(text):
+        return None
+    return text[:start] + selected + text[end:], start + len(selected)

@@ -164,6 +164,47 @@ async def test_cache_and_typing_through(client: LanguageClient) -> None:
     assert stats["service"]["typed_through"] >= 1
 
 
+async def test_suggestions_extend_the_suggest_widgets_selected_entry(
+        client: LanguageClient) -> None:
+    """VS Code shows, while its suggest widget is open, only items that extend the selected
+    entry over the same range: the server completes as if the entry were accepted."""
+    text = 'def double(x):\n    """Return twice x."""\n    ret'
+    uri = open_document(client, text + "\n")
+    cursor = end_of(text)
+    word = types.Range(start=types.Position(line=cursor.line, character=cursor.character - 3),
+                       end=cursor)
+    params = inline_params(uri, cursor)
+    params.context.selected_completion_info = types.SelectedCompletionInfo(range=word,
+                                                                           text="return")
+    result = await asyncio.wait_for(client.text_document_inline_completion_async(params),
+                                    TIMEOUT)
+    assert result is not None
+    items = list(result if isinstance(result, list) else result.items)
+    assert items, "no suggestion while the suggest widget is open"
+    for item in items:
+        assert item.range == word
+        assert isinstance(item.insert_text, str) and item.insert_text.startswith("return")
+        assert item.command is not None
+    # the model was asked with the entry accepted, and the request is recorded so
+    ast.parse(text[:-3] + items[0].insert_text + "\n")
+    await settle(client)
+    request = query(DATA_DIR, "SELECT r.* FROM requests r JOIN candidates c ON c.request_id "
+                    "= r.id WHERE c.id = ?", (items[0].command.arguments[0],))[0]
+    assert request["prefix"].endswith("    return")
+    assert (request["line"], request["character"]) == (cursor.line, cursor.character + 3)
+
+    # an entry that does not reach the cursor cannot be extended there: nothing is asked
+    elsewhere = types.Range(start=types.Position(line=0, character=4),
+                            end=types.Position(line=0, character=10))
+    params.context.selected_completion_info = types.SelectedCompletionInfo(range=elsewhere,
+                                                                           text="triple")
+    before = (await command(client, "compilot.stats"))["service"]["requests"]
+    result = await asyncio.wait_for(client.text_document_inline_completion_async(params),
+                                    TIMEOUT)
+    assert result is not None and not (result if isinstance(result, list) else result.items)
+    assert (await command(client, "compilot.stats"))["service"]["requests"] == before
+
+
 async def test_a_closed_document_leaves_no_kept_tree(client: LanguageClient) -> None:
     text = 'def quarter(x):\n    """Return a quarter of x."""\n    '
     uri = open_document(client, text + "\n")

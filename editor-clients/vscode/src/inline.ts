@@ -50,10 +50,10 @@ type ProvideInlineCompletionItemsSignature = Parameters<NonNullable<Middleware["
 type InlineResult = vscode.InlineCompletionItem[] | vscode.InlineCompletionList | null | undefined;
 
 /** Whether to ask the server at all. */
-export function shouldAsk(gate: InlineGate, languageId: string, context: vscode.InlineCompletionContext): boolean {
-  // With the suggest widget open, VS Code shows only items that extend its selected entry,
-  // which the server does not know about: don't spend a model call.
-  return !gate.paused() && languageEnabled(gate.languages(), languageId) && !context.selectedCompletionInfo;
+export function shouldAsk(gate: InlineGate, languageId: string): boolean {
+  // With the suggest widget open the request is asked too: it carries the selected entry
+  // (selectedCompletionInfo), and the server answers as if that entry were accepted.
+  return !gate.paused() && languageEnabled(gate.languages(), languageId);
 }
 
 /** `middleware.provideInlineCompletionItems`. */
@@ -65,7 +65,7 @@ export function provideInlineCompletionItems(gate: InlineGate, reporter: Reporte
     token: vscode.CancellationToken,
     next: ProvideInlineCompletionItemsSignature,
   ): Promise<InlineResult> => {
-    if (!shouldAsk(gate, document.languageId, context)) {
+    if (!shouldAsk(gate, document.languageId)) {
       return undefined;
     }
     if (context.triggerKind === gate.automatic && !(await debounce(gate.debounceMs(), token))) {
@@ -78,7 +78,11 @@ export function provideInlineCompletionItems(gate: InlineGate, reporter: Reporte
     } finally {
       gate.busy?.(-1);
     }
-    if (result && !token.isCancellationRequested) {
+    // An answer over the suggest widget's entry replaces that entry's range with the entry's
+    // text and the candidate's: the reporter follows insertions at the cursor of the
+    // candidate's own text, so it does not follow these (a full accept is still reported, by
+    // the item's command), rather than record as shown or dismissed what it cannot follow.
+    if (result && !token.isCancellationRequested && !context.selectedCompletionInfo) {
       const items = Array.isArray(result) ? result : result.items;
       const at = { line: position.line, character: position.character };
       reporter.provided(document.uri.toString(), items.map((item) => candidateOf(item, at)).filter(

@@ -66,7 +66,6 @@ describe("inline completion middleware", () => {
   const skipped: [string, Partial<InlineGate>, string, boolean][] = [
     ["paused", { paused: () => true }, "python", false],
     ["language-off", {}, "plaintext", false],
-    ["suggest-widget-open", {}, "python", true],
   ];
   for (const [id, over, lang, selected] of skipped) {
     test(`does not ask the server: ${id}`, async () => {
@@ -77,6 +76,14 @@ describe("inline completion middleware", () => {
       assert.equal(h.reporter.tracked, undefined);
     });
   }
+
+  test("with the suggest widget open the server is asked, and the answer is not followed", async () => {
+    const h = harness(gate({}));
+    const result = await h.provide(doc(), pos, ctx(AUTOMATIC, true), new FakeToken() as never, h.next);
+    assert.equal(h.calls.length, 1);
+    assert.deepEqual((result as { items: unknown[] }).items.length, 2);
+    assert.equal(h.reporter.tracked, undefined);
+  });
 
   test("typing waits for the debounce; an explicit request does not", async () => {
     const h = harness(gate({ debounceMs: () => 120 }));
