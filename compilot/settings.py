@@ -240,8 +240,10 @@ class TrainingSettings:
     method: str = "auto"
     """auto | kto | dpo | sft. auto: the first method of auto_order with enough data."""
     auto_order: list[str] = field(default_factory=lambda: ["dpo", "kto", "sft"])
-    """The methods auto tries, best first (the ranking bench/study.py measured): DPO+SFT on
-    preference pairs, KTO on labels of both kinds, SFT on revisions and kept completions."""
+    """The methods auto tries, best first: DPO+SFT on preference pairs, KTO on labels of both
+    kinds, SFT on revisions and kept completions. bench/study.py measures the ranking; its
+    round 1 (README) put KTO + SFT term ahead of DPO + SFT on HumanEval, and the order follows
+    the study once its second round is measured."""
     base: str | None = None
     """An HF checkpoint folder to train; empty means the serving GGUF, dequantized once."""
     lora_r: int = 16
