@@ -14,12 +14,12 @@ import {
 import { CompilotApi, initializationOptions } from "./client";
 import { CursorNotifier } from "./cursor";
 import { executeCommand, provideInlineCompletionItems } from "./inline";
-import { describeLaunch, launchProblem, serverLaunch, startFailureMessage } from "./launch";
+import { Launch, describeLaunch, launchProblem, serverLaunch, startFailureMessage } from "./launch";
 import { Reporter } from "./reporter";
 import { RestartPolicy } from "./restart";
 import { ClientSettings, changeKind, readSettings } from "./settings";
 import { ClientState, MenuAction, menuEntries, statsMarkdown, statusView } from "./status";
-import { SECTION, clientTransport, configReader, setContext, variables } from "./vscodeapi";
+import { SECTION, clientTransport, configReader, setContext, variables, where } from "./vscodeapi";
 
 const STATUS_REFRESH_MS = 30_000;
 /** After an accept: once for the accept count, once more when its compile check has run. */
@@ -81,6 +81,13 @@ class Compilot implements vscode.Disposable {
         this.focused(editor);
       }),
       vscode.workspace.onDidChangeConfiguration((e) => this.configurationChanged(e)),
+      // Trust may make the workspace's own compilot usable (and changes which settings apply).
+      vscode.workspace.onDidGrantWorkspaceTrust(() => {
+        this.settings = this.readSettings();
+        if (this.state.phase === "failed") {
+          void this.restart();
+        }
+      }),
     );
     const interval = setInterval(() => void this.refresh(), STATUS_REFRESH_MS);
     this.disposables.push({ dispose: () => clearInterval(interval) });
@@ -101,7 +108,7 @@ class Compilot implements vscode.Disposable {
   }
 
   async start(): Promise<void> {
-    const launch = serverLaunch(this.settings.server, variables());
+    const launch = serverLaunch(this.settings.server, variables(), where());
     const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
     const executable: Executable = {
       command: launch.command,
@@ -110,7 +117,7 @@ class Compilot implements vscode.Disposable {
     };
     const problem = launchProblem(launch, cwd);
     if (problem) {
-      return this.failed(problem);
+      return this.failed(problem, launch);
     }
     this.output.info(`starting ${describeLaunch(launch)} (from ${launch.source})`);
     const holder: { reporter?: Reporter } = {};
@@ -152,19 +159,26 @@ class Compilot implements vscode.Disposable {
       await client.start();
     } catch (error) {
       if (client === this.client) {
-        await this.failed(startFailureMessage(launch, error));
+        await this.failed(startFailureMessage(launch, error), launch);
       }
     }
   }
 
-  /** The server could not start: say why and what to set; no restarts. */
-  private async failed(message: string): Promise<void> {
+  /** The server could not start: say why and what to set (in a remote window, the Remote
+   * settings; with an untrusted workspace's venv, the trust editor); no restarts. */
+  private async failed(message: string, launch: Launch): Promise<void> {
     this.output.error(message);
     this.state = { ...this.state, phase: "failed", problem: message };
     this.render();
-    const choice = await vscode.window.showErrorMessage(message, "Open Settings", "Show Log");
+    const settings = launch.where.remoteName ? "Open Remote Settings" : "Open Settings";
+    const actions = [settings, ...(launch.untrustedVenv ? ["Manage Workspace Trust"] : []), "Show Log"];
+    const choice = await vscode.window.showErrorMessage(message, ...actions);
     if (choice === "Open Settings") {
       await vscode.commands.executeCommand("workbench.action.openSettings", "compilot.server");
+    } else if (choice === "Open Remote Settings") {
+      await vscode.commands.executeCommand("workbench.action.openRemoteSettings", "compilot.server");
+    } else if (choice === "Manage Workspace Trust") {
+      await vscode.commands.executeCommand("workbench.trust.manage");
     } else if (choice === "Show Log") {
       this.output.show();
     }

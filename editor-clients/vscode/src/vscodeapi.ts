@@ -4,6 +4,7 @@ import * as os from "os";
 import * as vscode from "vscode";
 import type { BaseLanguageClient } from "vscode-languageclient";
 import type { Transport } from "./client";
+import type { Where } from "./launch";
 import type { ConfigReader, Variables } from "./settings";
 
 export const SECTION = "compilot";
@@ -20,6 +21,11 @@ export function configReader(): ConfigReader {
 /** Values for `${workspaceFolder}`, `${userHome}`, `${env:…}` in settings. */
 export function variables(): Variables {
   return { home: os.homedir(), workspaceFolder: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath, env: process.env };
+}
+
+/** Where the window runs: remote or local, trusted or not (what the server launch depends on). */
+export function where(): Where {
+  return { remoteName: vscode.env.remoteName, trusted: vscode.workspace.isTrusted };
 }
 
 /** The language client as a transport for the server's commands. */

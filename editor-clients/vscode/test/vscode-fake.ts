@@ -5,6 +5,7 @@
 // `require("vscode")` return it.
 
 import Module from "module";
+import * as path from "path";
 
 type Listener<T> = (e: T) => unknown;
 
@@ -205,6 +206,12 @@ export class FakeVscode {
   /** `compilot.*` settings (key without the prefix); others are undefined. */
   settings = new Map<string, unknown>();
   defaults = new Map<string, unknown>();
+  /** `env.remoteName`: set, the window is a remote one (SSH, WSL, a container, code-server). */
+  remoteName: string | undefined = undefined;
+  /** `workspace.isTrusted` (`grantTrust` grants it, as the trust editor does). */
+  trusted = true;
+  /** `workspace.workspaceFolders`, as folder paths. */
+  folders: string[] = [];
   /** What a quick pick answers: the chosen item, given the items. */
   pick: (items: { label: string }[]) => unknown = () => undefined;
 
@@ -212,6 +219,7 @@ export class FakeVscode {
   readonly didChangeSelection = new EventEmitter<unknown>();
   readonly didChangeActiveEditor = new EventEmitter<unknown>();
   readonly didChangeConfiguration = new EventEmitter<{ affectsConfiguration(section: string): boolean }>();
+  readonly didGrantWorkspaceTrust = new EventEmitter<void>();
   readonly module: Record<string, unknown>;
 
   constructor() {
@@ -272,7 +280,13 @@ export class FakeVscode {
       get textDocuments() {
         return self.documents;
       },
-      workspaceFolders: undefined,
+      get workspaceFolders() {
+        return self.folders.length ? self.folders.map((folder, index) => ({ uri: Uri.file(folder), name: path.basename(folder), index })) : undefined;
+      },
+      get isTrusted() {
+        return self.trusted;
+      },
+      onDidGrantWorkspaceTrust: this.didGrantWorkspaceTrust.event,
       notebookDocuments: [],
       openTextDocument: async (options: { content?: string; language?: string }) => {
         self.opened.push(options);
@@ -313,6 +327,9 @@ export class FakeVscode {
       machineId: "fake",
       sessionId: "fake",
       uriScheme: "vscode",
+      get remoteName() {
+        return self.remoteName;
+      },
       openExternal: async (uri: Uri) => (self.external.push(uri.toString()), true),
     }, this.registered);
     const known: Record<string, unknown> = {
@@ -332,6 +349,12 @@ export class FakeVscode {
         return target[key];
       },
     });
+  }
+
+  /** Trust the workspace: `isTrusted` turns true and `onDidGrantWorkspaceTrust` fires. */
+  grantTrust(): void {
+    this.trusted = true;
+    this.didGrantWorkspaceTrust.fire();
   }
 
   /** Providers registered with `languages.register<kind>Provider`. */

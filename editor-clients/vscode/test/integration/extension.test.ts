@@ -147,3 +147,56 @@ describe("the extension with a server that cannot start", { timeout: TIMEOUT_MS 
     }
   });
 });
+
+describe("the workspace's own compilot and remote windows", { timeout: 2 * TIMEOUT_MS }, () => {
+  test("an untrusted workspace's .venv is not run; trusting the workspace starts it", async () => {
+    const ws = fs.mkdtempSync(path.join(os.tmpdir(), "compilot-ws-"));
+    const bin = path.join(ws, ".venv", "bin");
+    fs.mkdirSync(bin, { recursive: true });
+    fs.writeFileSync(path.join(bin, "compilot"), `#!/bin/sh\nexec '${PYTHON}' -m compilot "$@"\n`, { mode: 0o755 });
+    const emptyPath = fs.mkdtempSync(path.join(os.tmpdir(), "compilot-path-"));
+    const savedPath = process.env.PATH;
+    process.env.PATH = emptyPath;  // no compilot on PATH: the workspace's is the only one
+    fake.messages.length = 0;
+    fake.statusItems.length = 0;
+    fake.folders = [ws];
+    fake.trusted = false;
+    fake.settings = new Map<string, unknown>([
+      ["server.env", { COMPILOT_DATA_DIR: path.join(ws, "data"), COMPILOT_CONFIG: path.join(ws, "none.toml") }]]);
+    try {
+      extension.activate({ subscriptions: [] } as never);
+      const error = await until("the error message", () => fake.messages.find((m) => m.level === "error"), 20_000);
+      assert.match(error.message, /compilot was not found on PATH/);
+      assert.match(error.message, /The workspace has .*\.venv\/bin\/compilot, which compilot starts only in a trusted workspace/);
+      assert.deepEqual(error.items, ["Open Settings", "Manage Workspace Trust", "Show Log"]);
+      assert.equal(fake.statusItems[0].text, "$(warning) compilot");
+      fake.grantTrust();
+      await until("the status item once the workspace's server runs", () => /base · acc/.test(fake.statusItems[0].text));
+      assert.ok(fake.log.some((line) => line.includes(`starting ${bin}/compilot serve (from workspace venv)`)), fake.log.join("\n"));
+    } finally {
+      await extension.deactivate();
+      process.env.PATH = savedPath;
+      fake.folders = [];
+      fake.trusted = true;
+      fs.rmSync(ws, { recursive: true, force: true });
+      fs.rmSync(emptyPath, { recursive: true, force: true });
+    }
+  });
+
+  test("in a remote window the error says the server settings go in the Remote settings", async () => {
+    fake.messages.length = 0;
+    fake.statusItems.length = 0;
+    fake.remoteName = "ssh-remote";
+    fake.settings = new Map<string, unknown>([["server.command", "/nonexistent/bin/compilot"]]);
+    try {
+      extension.activate({ subscriptions: [] } as never);
+      const error = await until("the error message", () => fake.messages.find((m) => m.level === "error"), 20_000);
+      assert.match(error.message, /Check the setting compilot\.server\.command in your Remote settings/);
+      assert.match(error.message, /This is a remote window \(ssh-remote\)/);
+      assert.deepEqual(error.items, ["Open Remote Settings", "Show Log"]);
+    } finally {
+      await extension.deactivate();
+      fake.remoteName = undefined;
+    }
+  });
+});

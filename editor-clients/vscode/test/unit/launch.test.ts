@@ -74,3 +74,61 @@ describe("findExecutable", () => {
     assert.equal(launchProblem(bad, undefined, () => true), undefined);
   });
 });
+
+describe("the workspace's own compilot, and remote windows", () => {
+  const venv = "/w/.venv/bin/compilot";
+  const noPath = { ...vars, env: { PATH: "/nowhere" } };
+  const only = (...files: string[]) => (f: string) => files.includes(f);
+
+  test("a trusted workspace: compilot from its .venv when PATH has none", () => {
+    const launch = serverLaunch(server({}), noPath, { trusted: true }, only(venv));
+    assert.equal(launch.command, venv);
+    assert.equal(launch.source, "workspace venv");
+    assert.deepEqual(launch.args, ["serve"]);
+    assert.equal(launchProblem(launch, undefined, only(venv)), undefined);
+  });
+
+  test("an untrusted workspace: its .venv is never run, and the message says why", () => {
+    const launch = serverLaunch(server({}), noPath, { trusted: false }, only(venv));
+    assert.equal(launch.command, "compilot");
+    assert.equal(launch.source, "PATH");
+    assert.equal(launch.untrustedVenv, venv);
+    const message = launchProblem(launch, undefined, only(venv)) ?? "";
+    assert.match(message, /compilot was not found on PATH/);
+    assert.match(message, /The workspace has \/w\/\.venv\/bin\/compilot, which compilot starts only in a trusted workspace/);
+  });
+
+  test("untrusted is the default", () => {
+    assert.equal(serverLaunch(server({}), noPath, undefined, only(venv)).source, "PATH");
+  });
+
+  test("compilot on PATH comes before the workspace's", () => {
+    const launch = serverLaunch(server({}), { ...vars, env: { PATH: "/usr/bin" } }, { trusted: true },
+      only("/usr/bin/compilot", venv));
+    assert.equal(launch.command, "compilot");
+    assert.equal(launch.source, "PATH");
+  });
+
+  test("a setting comes before both", () => {
+    const launch = serverLaunch(server({ "server.command": "/opt/c/bin/compilot" }), noPath, { trusted: true }, only(venv));
+    assert.equal(launch.command, "/opt/c/bin/compilot");
+  });
+
+  test("no workspace folder: PATH only", () => {
+    const launch = serverLaunch(server({}), { ...noPath, workspaceFolder: undefined }, { trusted: true }, only(venv));
+    assert.equal(launch.source, "PATH");
+    assert.equal(launch.untrustedVenv, undefined);
+  });
+
+  test("in a remote window the message says the settings go in the Remote settings", () => {
+    const launch = serverLaunch(server({}), noPath, { trusted: true, remoteName: "ssh-remote" }, () => false);
+    const message = launchProblem(launch, undefined, () => false) ?? "";
+    assert.match(message, /Set compilot\.server\.command in your Remote settings \(Preferences: Open Remote Settings\)/);
+    assert.match(message, /This is a remote window \(ssh-remote\)/);
+    assert.match(message, /from the Remote settings only, not from the User settings/);
+    const local = launchProblem(serverLaunch(server({}), noPath, { trusted: true }, () => false), undefined, () => false) ?? "";
+    assert.doesNotMatch(local, /remote/i);
+    const set = serverLaunch(server({ "server.command": "/nope/compilot" }), noPath, { trusted: true, remoteName: "wsl" });
+    assert.match(launchProblem(set, undefined, () => false) ?? "", /Check the setting compilot\.server\.command in your Remote settings/);
+  });
+});
