@@ -197,6 +197,10 @@ class CheckSettings:
     only -I, -iquote, -isystem, -D, -U and -std= are passed (anything else could make the
     compiler load code). ``compilot bootstrap`` sets them per file from the project's
     ``compile_commands.json`` or its include folders."""
+    repair: bool = True
+    """When an accepted completion breaks the build, look in the background for a fix (the
+    model asked to repair it, the request's other candidates) that the compiler confirms, and
+    offer it as the code action "compilot: fix"."""
 
     def __post_init__(self) -> None:
         _at_least("checks.queue", self.queue, 1)

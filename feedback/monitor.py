@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from compilot.feedback.blame import Blame, blame
 from compilot.feedback.compilers import available
-from compilot.feedback.diagnostics import Stage
+from compilot.feedback.diagnostics import CheckStatus, Stage
 from compilot.feedback.records import Trigger
 from compilot.feedback.store import EventLog
 from compilot.feedback.tracker import CHECKPOINTS, Region, apply_edit, find_inserted, remap
@@ -32,10 +32,14 @@ class Monitor:
     """Follows accepted completions per document; thread-safe."""
 
     def __init__(self, store: EventLog | None, checks: CheckSettings, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_broken: Callable[[Region, Blame, str, str], None] | None = None) -> None:
         self.store = store
         self.checks = checks
         self.clock = clock
+        self.on_broken = on_broken
+        """Told (on the checks thread) of an accepted completion that broke the build: the
+        region, its blame, the file without it and with it (the server looks for a fix)."""
         self.regions: dict[str, list[Region]] = {}
         self.texts: dict[str, str] = {}
         self._lock = threading.RLock()
@@ -170,6 +174,11 @@ class Monitor:
         if trigger is Trigger.ACCEPT:
             if result.introduced and region.broken is None:
                 region.broken = result.result.status
+            if result.introduced and self.on_broken is not None:
+                try:
+                    self.on_broken(region, result, before, after)
+                except Exception:  # noqa: BLE001
+                    log.exception("looking for a fix of %s failed", region.candidate_id)
             return
         fixed = after[region.start : region.end]
         if (region.broken and not region.revised and not result.introduced
@@ -179,6 +188,21 @@ class Monitor:
             if self.store is not None:
                 self.store.record_revision(region.candidate_id, broken=region.original,
                                            fixed=fixed, status=result.result.status)
+
+    def fixed(self, region: Region, text: str, status: CheckStatus, source: str) -> None:
+        """The user applied a checked fix of ``region`` (already in the document): recorded
+        as its revision, with where the fix came from, and not again when the file is next
+        checked."""
+        with self._lock:
+            if region.revised:
+                return
+            region.revised = True
+        if self.store is not None:
+            try:
+                self.store.record_revision(region.candidate_id, broken=region.original,
+                                           fixed=text, status=status, source=source)
+            except Exception:  # noqa: BLE001
+                log.exception("could not record the fix of %s", region.candidate_id)
 
     def _record(self, region: Region, blamed: Blame, trigger: Trigger) -> None:
         if self.store is None:

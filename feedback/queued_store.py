@@ -300,10 +300,11 @@ class QueuedStore:
                                                       text=text))
 
     def record_revision(self, candidate_id: str, *, broken: str, fixed: str,
-                        status: CheckStatus) -> None:
-        """Queue a user's revision (``Store.record_revision``)."""
+                        status: CheckStatus, source: str = "user") -> None:
+        """Queue a revision (``Store.record_revision``)."""
         self._put(lambda store: store.record_revision(candidate_id, broken=broken,
-                                                      fixed=fixed, status=status))
+                                                      fixed=fixed, status=status,
+                                                      source=source))
 
     # -- reads (a read-only connection of their own) -----------------------------------
 

@@ -148,6 +148,17 @@ MIGRATIONS: list[str] = [
                CASE WHEN r.window_of IS NULL THEN r.context ELSE o.context END AS context
         FROM requests r LEFT JOIN requests o ON o.id = r.window_of;
     """,
+    # 6: where a revision came from (issue 17): the user's own edit ('user'), the real body
+    # that `compilot bootstrap` hid ('bootstrap'), or a checked fix the user applied through
+    # the code action ('fix:model', 'fix:candidate': the model asked to repair, or one of the
+    # request's other candidates). Rows written before are the user's or bootstrap's:
+    # bootstrap's are the revisions of its own requests.
+    """
+    ALTER TABLE revisions ADD COLUMN source TEXT NOT NULL DEFAULT 'user';
+    UPDATE revisions SET source = 'bootstrap' WHERE candidate_id IN (
+        SELECT c.id FROM candidates c JOIN requests r ON r.id = c.request_id
+        WHERE r.origin = 'bootstrap');
+    """,
 ]
 
 _FAILING_SQL = ", ".join(f"'{status}'" for status in sorted(FAILING))
@@ -205,8 +216,8 @@ class EventLog(Protocol):
         """Write how much of an accepted candidate is left."""
 
     def record_revision(self, candidate_id: str, *, broken: str, fixed: str,
-                        status: CheckStatus) -> None:
-        """Write a user's repair of a candidate."""
+                        status: CheckStatus, source: str = "user") -> None:
+        """Write a repair of a candidate (``source``: who made it)."""
 
     def counts(self) -> dict[str, int]:
         """Rows per table."""
@@ -482,12 +493,13 @@ class Store:
         )])
 
     def record_revision(self, candidate_id: str, *, broken: str, fixed: str,
-                        status: CheckStatus) -> None:
-        """The user's repair of a broken accepted candidate (SEED's minimal revision)."""
+                        status: CheckStatus, source: str = "user") -> None:
+        """A repair of a broken accepted candidate (SEED's minimal revision): the user's own
+        (``user``), bootstrap's real body (``bootstrap``) or an applied fix (``fix:...``)."""
         self._write([(
-            "INSERT INTO revisions (candidate_id, broken, fixed, status, created_at) "
-            "VALUES (?,?,?,?,?)",
-            (candidate_id, redact(broken), redact(fixed), status, time.time()),
+            "INSERT INTO revisions (candidate_id, broken, fixed, status, source, created_at) "
+            "VALUES (?,?,?,?,?,?)",
+            (candidate_id, redact(broken), redact(fixed), status, source, time.time()),
         )])
 
     def record_bootstrapped(self, file_sha: str, function: str,
@@ -526,6 +538,8 @@ class Store:
         rows = self.query("SELECT count(*) AS n FROM requests WHERE origin = ?",
                           (Origin.BOOTSTRAP,))
         out["bootstrap_requests"] = rows[0]["n"]
+        rows = self.query("SELECT count(*) AS n FROM revisions WHERE source LIKE 'fix:%'")
+        out["fixes_applied"] = rows[0]["n"]
         return out
 
     def summary(self, since: float = 0.0) -> list[dict[str, Any]]:

@@ -86,6 +86,8 @@ class Placement:
     language: str
     offset: int
     text: str
+    others: tuple[str, ...] = ()
+    """The other candidates shown with it (fixes to try if it breaks the build)."""
 
 
 @dataclass
@@ -637,7 +639,8 @@ class CompletionService:
         offered = identified(ranked)
         shown = [c for c in offered if c.shown]
         for item in shown:
-            self.placed.put(item.id, Placement(uri, language.id, offset, item.text))
+            others = tuple(o.text for o in shown if o is not item)
+            self.placed.put(item.id, Placement(uri, language.id, offset, item.text, others))
         # A cache hit refers to the recorded request whose window it shares. A typed-through
         # answer keeps its own window: a suffix of text typed on is not redacted alone (a
         # secret typed across the two would be masked in one half only).

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import threading
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import date, datetime
 from datetime import time as dtime
 from pathlib import Path
@@ -29,6 +30,7 @@ from compilot.paths import DataDir
 from compilot.server import framing
 from compilot.server.completion import Answer, CompletionService, uri_path
 from compilot.server.positions import offset_at, position_of, selected_applied, word_before
+from compilot.server.repair import Fix, Repairer
 from compilot.thread_budget import ThreadBudget
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ STATUS = "compilot.status"
 TRAIN = "compilot.train"
 STATS = "compilot.stats"
 SETTLE = "compilot.settle"
+FIX_APPLIED = "compilot.fixApplied"
 # Notifications of Copilot's language server, so that clients written for it work unchanged.
 DID_SHOW = "textDocument/didShowCompletion"
 DID_PARTIALLY_ACCEPT = "textDocument/didPartiallyAcceptCompletion"
@@ -65,6 +68,9 @@ class CompilotServer(LanguageServer):
         self.adapters: Path | None = None
         self.budget: ThreadBudget | None = None
         self.labeller: Labeller | None = None
+        self.repairer: Repairer | None = None
+        self.flagged: set[str] = set()
+        """Documents where compilot published diagnostics (broken completions with a fix)."""
         self._data: DataDir | None = None
         """The adapters folder whose `current` pointer the server follows."""
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -126,7 +132,11 @@ class CompilotServer(LanguageServer):
         self.service = CompletionService(self.settings, store, on_error=self.tell,
                                          threads=self.budget, labeller=self.labeller)
         self.service.load()
-        self.monitor = Monitor(store, self.settings.checks)
+        if self.settings.checks.repair:
+            self.repairer = Repairer(self.service, self.settings.checks,
+                                     on_ready=self._fixes_ready)
+        self.monitor = Monitor(store, self.settings.checks,
+                               on_broken=self.repairer.broken if self.repairer else None)
         try:
             self.watcher = Watcher(self._on_disk_change)
         except OSError as exc:  # inotify limits: follow editor events only
@@ -154,6 +164,39 @@ class CompilotServer(LanguageServer):
             await asyncio.sleep(TICK_SECONDS)
             if self.monitor is not None:
                 self.monitor.tick()
+
+    def _fixes_ready(self, uri: str) -> None:
+        """From a repair thread: fixes of ``uri`` are ready; flag them in the editor."""
+        if self.loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended
+                self.loop.call_soon_threadsafe(self.flag, uri)
+
+    def flag(self, uri: str) -> None:
+        """Publish, for ``uri``, a diagnostic on each broken accepted completion that has a
+        checked fix (where the editor shows the code action), and none once they are gone."""
+        if self.repairer is None or uri not in self.workspace.text_documents:
+            return
+        text = self.workspace.get_text_document(uri).source
+        diagnostics = []
+        seen: set[int] = set()
+        for fix in self.repairer.fixes(uri, text):
+            if id(fix.region) in seen:
+                continue
+            seen.add(id(fix.region))
+            diagnostics.append(types.Diagnostic(
+                range=_range(text, fix.region.start, fix.region.end),
+                message=f"this accepted completion does not compile: {fix.message} "
+                        "(a fix the compiler has checked is ready: compilot: fix)",
+                severity=types.DiagnosticSeverity.Information, source="compilot",
+                code="broken-completion"))
+        if not diagnostics and uri not in self.flagged:
+            return
+        if diagnostics:
+            self.flagged.add(uri)
+        else:
+            self.flagged.discard(uri)
+        self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
+            uri=uri, diagnostics=diagnostics))
 
     def _on_disk_change(self, path: Path, text: str) -> None:
         """From watchdog's thread: a followed file or the adapter pointer changed on disk."""
@@ -333,6 +376,8 @@ def accepted(ls: CompilotServer, *args: Any) -> bool:
     if (ls.monitor is not None and placed is not None
             and placed.uri in ls.workspace.text_documents):
         document = ls.workspace.get_text_document(placed.uri).source
+        if ls.repairer is not None:
+            ls.repairer.siblings(cid, placed.others)
         ls.monitor.accepted(cid, placed.uri, placed.language, document, placed.offset,
                             placed.text)
         path = _file_path(placed.uri)
@@ -378,6 +423,13 @@ def did_change(ls: CompilotServer, params: types.DidChangeTextDocumentParams) ->
     ls.edited.add(uri)
     if monitor is None or not monitor.follows(uri):
         return
+    _moved(ls, monitor, uri, params)
+    if uri in ls.flagged:
+        ls.flag(uri)  # a fix's region moved or changed: its diagnostic moves or goes
+
+
+def _moved(ls: CompilotServer, monitor: Monitor, uri: str,
+           params: types.DidChangeTextDocumentParams) -> None:
     for change in params.content_changes:
         mirror = monitor.mirror(uri)
         if mirror is None:
@@ -411,11 +463,78 @@ def did_close(ls: CompilotServer, params: types.DidCloseTextDocumentParams) -> N
     ls.edited.discard(uri)  # its chunks stay: a file closed a moment ago is still context
     if ls.service is not None:
         ls.service.closed(uri)
+    if ls.repairer is not None:
+        ls.repairer.forget(uri)
+        ls.flagged.discard(uri)
     if ls.monitor is not None and ls.monitor.follows(uri):
         ls.monitor.closed(uri)
         path = _file_path(uri)
         if ls.watcher is not None and path is not None:
             ls.watcher.forget(path)
+
+
+def _range(text: str, start: int, end: int) -> types.Range:
+    (a_line, a_char), (b_line, b_char) = position_of(text, start), position_of(text, end)
+    return types.Range(start=types.Position(line=a_line, character=a_char),
+                       end=types.Position(line=b_line, character=b_char))
+
+
+def _overlaps(a: types.Range, b: types.Range) -> bool:
+    def key(p: types.Position) -> tuple[int, int]:
+        return p.line, p.character
+
+    return key(a.start) <= key(b.end) and key(b.start) <= key(a.end)
+
+
+@server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
+    code_action_kinds=[types.CodeActionKind.QuickFix], resolve_provider=False))
+def code_action(ls: CompilotServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    """"compilot: fix" for a broken accepted completion at the range asked about, from the
+    fixes the compiler has already confirmed (``server.repair``): nothing is computed here,
+    as editors ask on every cursor move. The client's diagnostics that overlap it (its own
+    language server's) are named as the ones the action fixes."""
+    uri = params.text_document.uri
+    if ls.repairer is None or uri not in ls.workspace.text_documents:
+        return []
+    only = params.context.only
+    if only and not any(types.CodeActionKind.QuickFix.value.startswith(k) for k in only):
+        return []
+    text = ls.workspace.get_text_document(uri).source
+    actions: list[types.CodeAction] = []
+    for fix in ls.repairer.fixes(uri, text):
+        where = _range(text, fix.region.start, fix.region.end)
+        if not _overlaps(where, params.range):
+            continue
+        actions.append(_action(uri, where, fix, [
+            d for d in params.context.diagnostics if _overlaps(d.range, where)], not actions))
+    return actions
+
+
+def _action(uri: str, where: types.Range, fix: Fix, diagnostics: list[types.Diagnostic],
+            preferred: bool) -> types.CodeAction:
+    first = fix.text.strip().split("\n", 1)[0]
+    return types.CodeAction(
+        title=f"compilot: fix ({first[:60]})" if first else "compilot: fix",
+        kind=types.CodeActionKind.QuickFix, is_preferred=preferred,
+        diagnostics=diagnostics or None,
+        edit=types.WorkspaceEdit(changes={uri: [types.TextEdit(range=where,
+                                                               new_text=fix.text)]}),
+        command=types.Command(title="compilot: fix applied", command=FIX_APPLIED,
+                              arguments=[fix.id]))
+
+
+@server.command(FIX_APPLIED)
+def fix_applied(ls: CompilotServer, *args: Any) -> bool:
+    """The editor applied a "compilot: fix" edit: recorded as the completion's revision,
+    with the fix's source (SFT and DPO learn from it as from the user's own fix)."""
+    fix_id = args[0] if args and isinstance(args[0], str) else None
+    fix = ls.repairer.applied(fix_id) if ls.repairer is not None and fix_id else None
+    if fix is None:
+        return False
+    if ls.monitor is not None:
+        ls.monitor.fixed(fix.region, fix.text, fix.status, f"fix:{fix.source}")
+    ls.flag(fix.uri)
+    return True
 
 
 @server.command(REJECTED)
@@ -518,7 +637,12 @@ async def settle(ls: CompilotServer, *args: Any) -> bool:
 def stats(ls: CompilotServer, *args: Any) -> dict[str, Any]:
     """Counters of the service, worker, engine and store (for tests and `compilot status`)."""
     want_prompt = bool(args and isinstance(args[0], dict) and args[0].get("prompt"))
-    return ls.service.stats(prompt=want_prompt) if ls.service else {}
+    if ls.service is None:
+        return {}
+    out = ls.service.stats(prompt=want_prompt)
+    if ls.repairer is not None:
+        out["repair"] = {**asdict(ls.repairer.counters), "ready": ls.repairer.documents()}
+    return out
 
 
 def _item_candidate(params: Any) -> str | None:
@@ -594,6 +718,8 @@ def shutdown(ls: CompilotServer, params: None) -> None:
         ls.labeller.close()
     if ls.monitor is not None:
         ls.monitor.close()
+    if ls.repairer is not None:
+        ls.repairer.close()
     if ls.service is not None:
         ls.service.close()
         ls.service = None

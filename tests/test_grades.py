@@ -167,10 +167,34 @@ def test_a_version_3_store_migrates_keeping_its_rows(tmp_path: Path) -> None:
     db.commit()
     db.close()
     store = Store(tmp_path / "events.db")
-    assert store.schema_version == len(MIGRATIONS) == 5
+    assert store.schema_version == len(MIGRATIONS) == 6
     assert [tuple(r) for r in store.query("SELECT origin FROM requests")] == [("editor",)]
     assert build(store, "events")[0]["grade"] == Grade.DOES_NOT_PARSE  # parsed = 0
     assert store.bootstrapped() == set()
+
+
+def test_a_version_5_store_tells_where_its_revisions_came_from(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "events.db")
+    for script in MIGRATIONS[:5]:
+        db.executescript(script)
+    db.execute("PRAGMA user_version = 5")
+    for rid, origin in (("r1", "editor"), ("r2", "bootstrap")):
+        db.execute("INSERT INTO requests (id, created_at, uri, language, line, character, "
+                   "prefix, suffix, latency_ms, model, adapter, source, origin) VALUES "
+                   f"('{rid}', 1.0, 'file:///a.py', 'python', 0, 0, 'x', '', 1.0, 'm', 'base', "
+                   f"'model', '{origin}')")
+        db.execute(f"INSERT INTO candidates VALUES ('c{rid}', '{rid}', 0, 'y', 'y', -1.0, 1, "
+                   "0, 1)")
+        db.execute("INSERT INTO revisions (candidate_id, broken, fixed, status, created_at) "
+                   f"VALUES ('c{rid}', 'y', 'z', 'ok', 1.0)")
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "events.db")
+    rows = store.query("SELECT candidate_id, source FROM revisions ORDER BY candidate_id")
+    assert [tuple(r) for r in rows] == [("cr1", "user"), ("cr2", "bootstrap")]
+    store.record_revision("cr1", broken="y", fixed="w", status=CheckStatus.OK,
+                          source="fix:model")
+    assert store.counts()["fixes_applied"] == 1
 
 
 def test_kto_rows_resampled_by_grade_keep_the_class_balance() -> None:

@@ -124,7 +124,9 @@ def test_dynamic_programme_matches_rapidfuzz_or_itself(monkeypatch: pytest.Monke
     # The plain DP runs when rapidfuzz is missing; both must agree where both exist.
     pairs = [("kitten", "sitting"), ("def f(x):\n    return x", "def g(y):\n  return y + 1")]
     expected = [metrics.edit_distance(a, b) for a, b in pairs]
-    monkeypatch.setattr(metrics, "_Levenshtein", None)
+    from compilot.server import repair  # where edit_distance lives (metrics re-exports it)
+
+    monkeypatch.setattr(repair, "_Levenshtein", None)
     assert [metrics.edit_distance(a, b) for a, b in pairs] == expected
     assert expected[0] == 3
 

@@ -247,6 +247,6 @@ def test_a_version_4_store_migrates_and_its_windows_read_as_before(tmp_path: Pat
     db.commit()
     db.close()
     store = Store(tmp_path / "events.db")
-    assert store.schema_version == len(MIGRATIONS) == 5
+    assert store.schema_version == len(MIGRATIONS) == 6
     assert [tuple(r) for r in store.query("SELECT * FROM request_windows")] == [
         ("r", "x = ", "\n", None)]

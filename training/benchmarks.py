@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compilot.feedback.compilers import check_compile
+from compilot.feedback.syntax import check_syntax
+from compilot.languages import language_for
+from compilot.server.repair import repair_prompt
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -56,8 +61,10 @@ def repair_tasks(tasks: Iterable[Problem], limit: int | None = None, *, seed: in
     """Program repair (the course project's task) built from tasks with references: each
     reference body broken by a checker-confirmed one-edit corruption (the thesis's synthetic
     negatives: a dropped ``)]}:`` or a misspelled keyword), shown above the prompt as a comment
-    block; the model writes the function again, fixed. Judged by the task's own tests (repair
-    pass rate) and the edit distance between the fix and the broken body (minimal repairs).
+    block with the checker's message (``server.repair.repair_prompt``, the prompt of the
+    server's "compilot: fix" too); the model writes the function again, fixed. Judged by the
+    task's own tests (repair pass rate) and the edit distance between the fix and the broken
+    body (minimal repairs).
     """
     from compilot.feedback.datasets import synthetic_negative  # imports the datasets library
 
@@ -70,12 +77,22 @@ def repair_tasks(tasks: Iterable[Problem], limit: int | None = None, *, seed: in
         if negative is None:
             continue
         broken = negative[0]
-        shown = "".join(f"# {line}".rstrip() + "\n"
-                        for line in (task.prompt + broken).strip("\n").split("\n"))
-        header = "# This version does not compile:\n" + shown + "# Fixed:\n"
-        out.append(Problem(f"{task.task_id}/repair", header + task.prompt, task.reference,
-                        task.test, task.entry_point, task.language, broken))
+        prompt = repair_prompt(task.prompt, broken, _first_error(task.prompt + broken + "\n",
+                                                                 task.language),
+                               language_for(task.language).comment)
+        out.append(Problem(f"{task.task_id}/repair", prompt, task.reference, task.test,
+                           task.entry_point, task.language, broken))
     return out
+
+
+def _first_error(source: str, language: str) -> str:
+    """The checker's first failing message about ``source`` (what the server's repair
+    prompt shows too), "" when it finds none."""
+    for check in (check_syntax, check_compile):
+        result = check(source, language)
+        if result.failed:
+            return next((d.message for d in result.diagnostics if d.kind.failed), "")
+    return ""
 
 
 def program(task: Problem, completion: str) -> str:

@@ -251,7 +251,7 @@ class Bootstrap:
                 # that broke the file, accepted or not: the fix is known for each).
                 self.tally.revisions += 1
                 self.store.record_revision(r.id, broken=r.text, fixed=hole.reference,
-                                           status=status)
+                                           status=status, source="bootstrap")
             elif r.id == accepted:
                 self.tally.kept += 1
                 self.store.record_survival(r.id, at="bootstrap",

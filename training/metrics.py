@@ -5,10 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-try:  # C++ Levenshtein, tens of times faster on long strings; optional, same results
-    from rapidfuzz.distance import Levenshtein as _Levenshtein
-except ImportError:  # pragma: no cover - depends on the environment
-    _Levenshtein = None
+# one definition, with the server's ranking of fixes (re-exported)
+from compilot.server.repair import edit_distance as edit_distance
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -61,23 +59,6 @@ def exact_match(prediction: str, reference: str) -> bool:
     line removed, leading and trailing blank lines dropped. Indentation counts: in Python it
     is meaning, and a completion must match the indentation of the code around it."""
     return _normalized(prediction) == _normalized(reference)
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance in characters (code points): insertions, deletions, substitutions
-    of cost 1 (rapidfuzz where installed, else the two-row dynamic programme)."""
-    if _Levenshtein is not None:
-        return int(_Levenshtein.distance(a, b))
-    if len(a) < len(b):
-        a, b = b, a  # the row runs along the shorter string
-    previous = list(range(len(b) + 1))
-    for i, char_a in enumerate(a, 1):
-        current = [i]
-        for j, char_b in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1,
-                               previous[j - 1] + (char_a != char_b)))
-        previous = current
-    return previous[-1]
 
 
 def edit_similarity(a: str, b: str) -> float:
