@@ -481,3 +481,53 @@ def test_the_server_is_told_the_focus_and_where_the_cursor_rests(
         return n and n >= 1 and n
     """, timeout=MODEL_WAIT, what="the server's warm-up")
     assert warm_ups >= 1
+
+
+@pytest.mark.slow
+def test_a_broken_accept_is_fixed_through_vim_lsp_buf_code_action(
+        editor: Callable[..., Nvim], tmp_path: Path) -> None:
+    """Three tokens cut the body short (`max(values`): accepted, it breaks the file; compilot
+    flags it (a diagnostic of its own) once a checked fix is ready, and
+    vim.lsp.buf.code_action applies "compilot: fix" (the edit, then its command, which
+    records the revision)."""
+    nvim = editor(settings={"completion": {"maxTokens": 3, "candidates": 1},
+                            "context": {"enabled": False}, "checks": {"background": False}})
+    head = 'def largest(values):\n    """Return the largest of the values."""\n    return'
+    open_file(nvim, tmp_path / "largest.py", head + "\n\n\nprint(largest([1, 2]))\n")
+    normal(nvim)
+    nvim.lua("vim.api.nvim_win_set_cursor(0, { 3, 0 })")
+    nvim.keys("A ")
+    shown = nvim.wait(SHOWN, timeout=MODEL_WAIT, what="a suggestion")
+    text, cid = shown["item"]["text"], shown["item"]["id"]
+    nvim.keys("<Tab>")
+    normal(nvim)
+    assert line(nvim, 3) == "    return " + text
+    reported(nvim, "accepted", cid)
+    flagged = nvim.wait("""
+        for _, d in ipairs(vim.diagnostic.get(0)) do
+          if d.source == 'compilot' then return d end
+        end
+    """, timeout=MODEL_WAIT, what="compilot's diagnostic of the broken completion")
+    assert flagged["lnum"] == 2 and "does not compile" in flagged["message"]
+    nvim.lua("""
+        vim.api.nvim_win_set_cursor(0, { 3, 12 })
+        vim.lsp.buf.code_action({ apply = true, filter = function(a)
+          return a.isPreferred and vim.startswith(a.title, 'compilot: fix')
+        end })
+    """)
+    fixed = nvim.wait("local l = vim.api.nvim_buf_get_lines(0, 2, 3, true)[1]; "
+                      "return l ~= select(1, ...) and l", "    return " + text, timeout=30,
+                      what="the fix applied")
+    rows = query(nvim.data_dir / "events.db",  # type: ignore[attr-defined]
+                 "SELECT broken, fixed, source FROM revisions WHERE candidate_id = ?", (cid,),
+                 timeout=30)
+    assert [(r["broken"], r["source"][:4]) for r in rows] == [(text, "fix:")]
+    assert fixed == "    return " + rows[0]["fixed"]
+    compile(nvim.lua("return table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, true), '\\n')"),
+            "largest.py", "exec")  # the fixed file compiles
+    nvim.wait("""
+        for _, d in ipairs(vim.diagnostic.get(0)) do
+          if d.source == 'compilot' then return false end
+        end
+        return true
+    """, timeout=15, what="compilot's diagnostic gone")
