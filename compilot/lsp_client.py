@@ -1,5 +1,5 @@
 """The editor's side of an LSP session with `compilot serve`, for the demo and the benchmarks:
-start the server as a subprocess, ask for inline completions, run commands."""
+start the server as a subprocess, ask for inline completions and code actions, run commands."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ async def start_server(options: dict[str, Any] | None = None,
                        env: dict[str, str] | None = None) -> LanguageClient:
     """`compilot serve` as a subprocess (this interpreter), initialized as an editor would."""
     client = LanguageClient("compilot-client", "1")
+    read_code_actions(client)
     await client.start_io(sys.executable, "-m", "compilot", "serve", env=env)
     await asyncio.wait_for(client.initialize_async(types.InitializeParams(
         capabilities=types.ClientCapabilities(), initialization_options=options or {})),
@@ -37,6 +38,30 @@ async def inline(client: LanguageClient, uri: str, line: int, character: int
     if isinstance(result, types.InlineCompletionList):
         return result
     return types.InlineCompletionList(items=list(result or []))
+
+
+def read_code_actions(client: LanguageClient) -> None:
+    """Read a code-action result as the spec and the editors do. lsprotocol (2025.0.0) reads
+    every item with a ``command`` as a Command, though a CodeAction's is an object (a
+    Command's is a string), and so loses every action that carries one."""
+    converter = client.protocol._converter
+
+    def hook(value: Any, _: type) -> types.Command | types.CodeAction:
+        if isinstance(value.get("command"), str):
+            return converter.structure(value, types.Command)
+        return converter.structure(value, types.CodeAction)
+
+    converter.register_structure_hook(types.Command | types.CodeAction, hook)
+
+
+async def code_actions(client: LanguageClient, uri: str, where: types.Range
+                       ) -> list[types.CodeAction]:
+    """The code actions over ``where``, as an editor asks on a cursor move."""
+    result = await asyncio.wait_for(client.text_document_code_action_async(
+        types.CodeActionParams(text_document=types.TextDocumentIdentifier(uri=uri),
+                               range=where, context=types.CodeActionContext(diagnostics=[]))),
+        TIMEOUT)
+    return [a for a in result or [] if isinstance(a, types.CodeAction)]
 
 
 async def command(client: LanguageClient, name: str, *args: Any) -> Any:

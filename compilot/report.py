@@ -99,7 +99,8 @@ def evaluation_rows(rounds: Sequence[dict[str, Any]]) -> list[list[Any]]:
 EVALUATION_HEAD = ["round", "model", "status"] + [
     f"{title} ({mode})" for _, _, title in EVALUATION for mode in ("raw", "server")]
 SESSION_HEAD = ["round", "served by", "requests", "shown", "accepted", "acceptance",
-                "parse (accepted)", "compile (accepted)", "revisions", "method", "examples",
+                "parse (accepted)", "compile (accepted)", "revisions", "fixed (broken)",
+                "method", "examples",
                 "train s", "verdict"]
 
 
@@ -112,7 +113,8 @@ def session_rows(rounds: Sequence[dict[str, Any]]) -> list[list[Any]]:
             continue
         rows.append([r["round"], s["served_by"], s["requests"], s["shown"], s["accepted"],
                      s["acceptance"], s["parse"], s["compile"], s["revisions"],
-                     t.get("method"), t.get("examples"), t.get("train_s"), r.get("verdict")])
+                     f"{s.get('fix_offered', 0)} ({s.get('broken', 0)})", t.get("method"),
+                     t.get("examples"), t.get("train_s"), r.get("verdict")])
     return rows
 
 

@@ -641,7 +641,8 @@ def stats(ls: CompilotServer, *args: Any) -> dict[str, Any]:
         return {}
     out = ls.service.stats(prompt=want_prompt)
     if ls.repairer is not None:
-        out["repair"] = {**asdict(ls.repairer.counters), "ready": ls.repairer.documents()}
+        out["repair"] = {**asdict(ls.repairer.counters), "pending": ls.repairer.pending(),
+                         "ready": ls.repairer.documents()}
     return out
 
 

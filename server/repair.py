@@ -45,8 +45,8 @@ PROMPT_LINES = 12
 """Lines of code before the broken region that the prompt's comment block shows."""
 MAX_CHECKS = 8
 """Fixes checked with the compiler per broken completion, at most."""
-RETRIES = 60
-"""Times a repair given way to the user's requests is queued again (about half a minute of
+RETRIES = 240
+"""Times a repair given way to the user's requests is queued again (about two minutes of
 typing without a pause) before it is given up."""
 RETRY_S = 0.5
 MIN_KEPT = 0.5
@@ -145,6 +145,8 @@ class RepairCounters:
     """Accepted completions that broke the build."""
     repaired: int = 0
     """Of them, those for which a checked fix was found."""
+    unrepaired: int = 0
+    """Those for which no proposed fix passed the checks."""
     checked: int = 0
     """Fixes checked with the compiler."""
     rejected: int = 0
@@ -152,7 +154,8 @@ class RepairCounters:
     applied: int = 0
     """Fixes the user applied."""
     given_up: int = 0
-    """Repairs given up: the user kept typing, or the model failed."""
+    """Repairs whose model part was given up (the user kept typing): only the request's other
+    candidates were checked."""
 
 
 @dataclass
@@ -234,6 +237,11 @@ class Repairer:
         """Documents with ready fixes, and how many."""
         with self._lock:
             return {uri: len(f) for uri, f in self._fixes.items() if f}
+
+    def pending(self) -> int:
+        """Broken completions whose repair has not ended (a fix found or not)."""
+        c = self.counters
+        return c.broken - c.repaired - c.unrepaired
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until queued checks of fixes have run (tests)."""
@@ -351,8 +359,8 @@ class Repairer:
         seen: set[str] = set()
         unique = []
         for text, source in sorted(proposed, key=lambda p: edit_distance(p[0], broken)):
-            kept = survival(broken.rstrip(), text) >= MIN_KEPT
-            if kept and text != broken.rstrip() and text not in seen:
+            keeps = survival(broken.rstrip(), text) >= MIN_KEPT
+            if keeps and text != broken.rstrip() and text not in seen:
                 seen.add(text)
                 unique.append((text, source))
         bad = {d.message for d in job.diagnostics}
@@ -379,6 +387,8 @@ class Repairer:
                              checked.result.status))
         if not found:
             log.info("no checked fix for %s (%d tried)", region.candidate_id, len(unique))
+            with self._lock:
+                self.counters.unrepaired += 1
             return
         with self._lock:
             self.counters.repaired += 1

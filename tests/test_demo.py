@@ -61,7 +61,14 @@ def test_a_tiny_demo_round_runs_the_whole_loop(tmp_path: Path, base_checkpoint: 
     labelled = db.execute("SELECT count(DISTINCT candidate_id) FROM checks "
                           "WHERE trigger = 'answer' AND stage = 'compile'").fetchone()[0]
     revisions = db.execute("SELECT count(*) FROM revisions").fetchone()[0]
+    broken = db.execute("SELECT count(DISTINCT c.candidate_id) FROM checks c JOIN events e "
+                        "ON e.candidate_id = c.candidate_id AND e.kind = 'accepted' "
+                        "WHERE c.introduced = 1").fetchone()[0]
     db.close()
+    # The broken accepts, and for how many "compilot: fix" had a checked fix ready.
+    assert session["broken"] == broken and 0 <= session["fix_offered"] <= broken
+    assert session["fix_share"] == (round(session["fix_offered"] / broken, 4) if broken
+                                    else None)
     assert accepted == session["accepted"] and checked == accepted
     assert labelled > 0  # candidates not taken are labelled in the background too
     assert revisions == session["revisions"]

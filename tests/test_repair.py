@@ -18,6 +18,7 @@ from compilot import settings as settings_mod
 from compilot.feedback.blame import blame
 from compilot.feedback.compilers import check_compile
 from compilot.feedback.tracker import Region
+from compilot.lsp_client import code_actions, read_code_actions
 from compilot.server.completion import CompletionService
 from compilot.server.repair import Repairer, fix_texts, repair_prompt
 from tests.lsp_helpers import (
@@ -46,22 +47,9 @@ C_HEAD = "#include <stdio.h>\n\nint largest(int a, int b) {\n    return "
 C_TAIL = "\n}\n"
 
 
-def _command_or_action(converter: Any) -> Any:
-    """The hook lsprotocol (2025.0.0) lacks: it reads any result item with a ``command`` as a
-    Command, though a CodeAction's is an object (a Command's is a string); this reads it as
-    the spec and the editors do."""
-    def hook(value: Any, _: type) -> types.Command | types.CodeAction:
-        if isinstance(value.get("command"), str):
-            return converter.structure(value, types.Command)
-        return converter.structure(value, types.CodeAction)
-    return hook
-
-
 @pytest_lsp.fixture(config=server_config(DATA_DIR), scope="module")
 async def client(lsp_client: LanguageClient):
-    converter = lsp_client.protocol._converter
-    converter.register_structure_hook(types.Command | types.CodeAction,
-                                      _command_or_action(converter))
+    read_code_actions(lsp_client)  # lsprotocol reads a CodeAction with a command as a Command
     await initialize(lsp_client, "visual_studio_code", OPTIONS)
     yield
     await asyncio.wait_for(lsp_client.shutdown_session(), TIMEOUT)
@@ -102,11 +90,7 @@ async def _accept_broken(client: LanguageClient, head: str, tail: str, suffix: s
 
 async def _actions(client: LanguageClient, uri: str, where: types.Range
                    ) -> list[types.CodeAction]:
-    result = await asyncio.wait_for(client.text_document_code_action_async(
-        types.CodeActionParams(text_document=types.TextDocumentIdentifier(uri=uri),
-                               range=where, context=types.CodeActionContext(diagnostics=[]))),
-        TIMEOUT)
-    return [a for a in result or [] if isinstance(a, types.CodeAction)]
+    return await code_actions(client, uri, where)
 
 
 async def _until_actions(client: LanguageClient, uri: str, where: types.Range

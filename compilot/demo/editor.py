@@ -16,7 +16,7 @@ from rich.progress import Progress
 
 from compilot import settings as settings_mod
 from compilot.feedback.store import Store
-from compilot.lsp_client import command, inline, start_server
+from compilot.lsp_client import code_actions, command, inline, start_server
 from compilot.paths import DATA_DIR_ENV, DataDir
 from compilot.training.corpus import Hole
 
@@ -96,13 +96,30 @@ def broken(root: Path, candidate: str) -> bool:
     return bool(rows and rows[0]["bad"])
 
 
-async def play_fixes(client: LanguageClient, root: Path, accepted: list[Opened]) -> int:
-    """Where an accepted completion broke the code, edit the reference body in and save, as the
-    user would; the server turns (broken, fixed) into a revision. Returns the fixes played."""
+async def repairs_done(client: LanguageClient, timeout: float = 300.0) -> None:
+    """Wait until the server's repairs of broken accepted completions have ended."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        repair = (await command(client, "compilot.stats")).get("repair")
+        if not repair or repair.get("pending", 0) <= 0:
+            return
+        await asyncio.sleep(0.5)
+
+
+async def play_fixes(client: LanguageClient, root: Path, accepted: list[Opened]
+                     ) -> dict[str, int]:
+    """Where an accepted completion broke the code, see whether the server offers a checked
+    fix ("compilot: fix", counted, not applied), then edit the reference body in and save, as
+    the user would; the server turns (broken, fixed) into a revision. Returns the broken
+    accepts, those with a fix offered, and the user's fixes played."""
     await command(client, "compilot.settle")
-    fixed = 0
+    await repairs_done(client)
+    fixed = found = 0
     for item in accepted:
         if broken(root, item.candidate):
+            where = types.Range(start=item.at, end=end_position(item.at, item.text))
+            actions = await code_actions(client, item.uri, where)
+            found += any(a.title.startswith("compilot: fix") for a in actions)
             _edit(client, item.uri, 3, item.at, end_position(item.at, item.text),
                   item.task.reference)
             document = item.task.prefix + item.task.reference + item.task.suffix
@@ -115,7 +132,7 @@ async def play_fixes(client: LanguageClient, root: Path, accepted: list[Opened])
         client.text_document_did_close(types.DidCloseTextDocumentParams(
             text_document=types.TextDocumentIdentifier(uri=item.uri)))
     await command(client, "compilot.settle")
-    return fixed
+    return {"broken": fixed, "fix_offered": found}
 
 
 def session_figures(root: Path, since: float, served_by: str, requests: int) -> dict[str, Any]:

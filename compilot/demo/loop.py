@@ -80,7 +80,9 @@ def print_round(r: dict[str, Any]) -> None:
         console.print(
             f"[bold]round {r['round']}[/]: served by {s['served_by']}: {s['accepted']} of "
             f"{s['shown']} shown accepted ({_pct(s['acceptance'])}); accepted ones parse "
-            f"{_pct(s['parse'])}, compile {_pct(s['compile'])}; {s['revisions']} revisions")
+            f"{_pct(s['parse'])}, compile {_pct(s['compile'])}; {s['revisions']} revisions; "
+            f"a checked fix for {s.get('fix_offered', 0)} of {s.get('broken', 0)} broken "
+            "accepts")
     if r.get("training"):
         t = r["training"]
         console.print(f"  trained {t['method']} on {t['examples']} examples in "
@@ -151,10 +153,12 @@ async def run_demo(*, rounds: int, size: str, seed: int) -> Path:
             with progress:
                 accepted, requests = await session(client, round_tasks[number - 1], folder,
                                                    progress)
-                await play_fixes(client, root, accepted)
-            record: dict[str, Any] = {"round": number, "model": serving,
-                                      "session": session_figures(root, since, serving,
-                                                                 requests)}
+                repairs = await play_fixes(client, root, accepted)
+            figures = session_figures(root, since, serving, requests)
+            # the share of broken accepts for which "compilot: fix" had a checked fix ready
+            figures.update(repairs, fix_share=round(repairs["fix_offered"] / repairs["broken"], 4)
+                           if repairs["broken"] else None)
+            record: dict[str, Any] = {"round": number, "model": serving, "session": figures}
             try:
                 with progress:
                     result = await asyncio.to_thread(
