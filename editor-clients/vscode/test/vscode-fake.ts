@@ -130,6 +130,67 @@ export class SnippetString {
   constructor(public value = "") {}
 }
 
+/** VS Code's hierarchical code action kinds (extHostTypes.ts): `quickfix`, `refactor.extract`;
+ * vscode-languageclient builds the kinds a server names from `Empty.append`. */
+export class CodeActionKind {
+  static readonly Empty = new CodeActionKind("");
+  static readonly QuickFix = CodeActionKind.Empty.append("quickfix");
+  static readonly Refactor = CodeActionKind.Empty.append("refactor");
+  static readonly RefactorExtract = CodeActionKind.Refactor.append("extract");
+  static readonly RefactorInline = CodeActionKind.Refactor.append("inline");
+  static readonly RefactorMove = CodeActionKind.Refactor.append("move");
+  static readonly RefactorRewrite = CodeActionKind.Refactor.append("rewrite");
+  static readonly Source = CodeActionKind.Empty.append("source");
+  static readonly SourceOrganizeImports = CodeActionKind.Source.append("organizeImports");
+  static readonly SourceFixAll = CodeActionKind.Source.append("fixAll");
+  static readonly Notebook = CodeActionKind.Empty.append("notebook");
+  constructor(readonly value: string) {}
+  append(part: string): CodeActionKind {
+    return new CodeActionKind(this.value ? `${this.value}.${part}` : part);
+  }
+  contains(other: CodeActionKind): boolean {
+    return this.value === other.value || other.value.startsWith(`${this.value}.`);
+  }
+  intersects(other: CodeActionKind): boolean {
+    return this.contains(other) || other.contains(this);
+  }
+}
+
+export const CodeActionTriggerKind = { Invoke: 1, Automatic: 2 };
+
+export class TextEdit {
+  constructor(public range: Range, public newText: string) {}
+}
+
+/** The text edits of a workspace edit, by document (file operations are not needed here). */
+export class WorkspaceEdit {
+  private readonly edits = new Map<string, [Uri, TextEdit[]]>();
+  set(uri: Uri, edits: (TextEdit | [TextEdit, unknown])[]): void {
+    this.edits.set(uri.toString(), [uri, edits.map((e) => (Array.isArray(e) ? e[0] : e))]);
+  }
+  replace(uri: Uri, range: Range, newText: string): void {
+    const [, have] = this.edits.get(uri.toString()) ?? [uri, []];
+    this.set(uri, [...have, new TextEdit(range, newText)]);
+  }
+  get(uri: Uri): TextEdit[] {
+    return this.edits.get(uri.toString())?.[1] ?? [];
+  }
+  entries(): [Uri, TextEdit[]][] {
+    return [...this.edits.values()];
+  }
+  get size(): number {
+    return this.edits.size;
+  }
+}
+
+export class CodeAction {
+  edit?: WorkspaceEdit;
+  command?: { title: string; command: string; arguments?: unknown[] };
+  diagnostics?: unknown[];
+  isPreferred?: boolean;
+  constructor(public title: string, public kind?: CodeActionKind) {}
+}
+
 export const StatusBarAlignment = { Left: 1, Right: 2 };
 export const InlineCompletionTriggerKind = { Invoke: 0, Automatic: 1 };
 export const LogLevel = { Off: 0, Trace: 1, Debug: 2, Info: 3, Warning: 4, Error: 5 };
@@ -140,6 +201,8 @@ export interface FakeDocument {
   languageId: string;
   version: number;
   getText(): string;
+  /** Replaces the text (`FakeVscode.edit` does it as an editor does, with the change event). */
+  setText(text: string): void;
   isClosed: boolean;
   isUntitled: boolean;
   fileName: string;
@@ -152,11 +215,22 @@ export function document(path: string, languageId: string, text: string): FakeDo
     languageId,
     version: 1,
     getText: () => text,
+    setText(value: string) {
+      text = value;
+      this.version += 1;
+      this.lineCount = text.split("\n").length;
+    },
     isClosed: false,
     isUntitled: false,
     fileName: path,
     lineCount: text.split("\n").length,
   };
+}
+
+/** The offset of a position in a text (lines end with "\n"). */
+export function offsetAt(text: string, position: Position): number {
+  const lines = text.split("\n");
+  return lines.slice(0, position.line).reduce((n, line) => n + line.length + 1, 0) + position.character;
 }
 
 /** Inert fallbacks: `onDid…`/`onWill…` are events, `register…` record and return a disposable. */
@@ -336,7 +410,7 @@ export class FakeVscode {
       version: "1.91.0",
       Disposable, EventEmitter, Position, Range, Selection, Uri, CancellationTokenSource, CancellationError,
       InlineCompletionItem, InlineCompletionList, MarkdownString, ThemeColor, SnippetString,
-      StatusBarAlignment, InlineCompletionTriggerKind, LogLevel, ProgressLocation,
+      CodeActionKind, CodeActionTriggerKind, CodeAction, TextEdit, WorkspaceEdit, StatusBarAlignment, InlineCompletionTriggerKind, LogLevel, ProgressLocation,
       window, workspace, languages, commands, env,
     };
     this.module = new Proxy(known, {
@@ -348,6 +422,19 @@ export class FakeVscode {
         target[key] = /^[A-Z]/.test(key) ? class {} : namespace(key, {}, self.registered);
         return target[key];
       },
+    });
+  }
+
+  /** Replace `range` of `doc` with `text` as an editor does: the document's text and version
+   * change, then `onDidChangeTextDocument` fires with the change. */
+  edit(doc: FakeDocument, range: Range, text: string): void {
+    const old = doc.getText();
+    const start = offsetAt(old, range.start);
+    const end = offsetAt(old, range.end);
+    doc.setText(old.slice(0, start) + text + old.slice(end));
+    this.didChangeTextDocument.fire({
+      document: doc, reason: undefined,
+      contentChanges: [{ range, rangeOffset: start, rangeLength: end - start, text }],
     });
   }
 

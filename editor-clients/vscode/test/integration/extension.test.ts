@@ -9,15 +9,18 @@ import * as os from "os";
 import * as path from "path";
 import { after, before, describe, test } from "node:test";
 import { ROOT, defaults } from "../fakes";
-import { CancellationTokenSource, FakeVscode, InlineCompletionList, Position, document } from "../vscode-fake";
+import {
+  CancellationTokenSource, CodeAction, CodeActionKind, FakeVscode, InlineCompletionList, Position, Range, document,
+} from "../vscode-fake";
 
 const PYTHON = process.env.COMPILOT_PYTHON || path.resolve(ROOT, "..", "..", ".venv", "bin", "python");
 const TIMEOUT_MS = 90_000;
 
-async function until<T>(what: string, probe: () => T | undefined | false, ms = TIMEOUT_MS): Promise<T> {
+async function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>,
+  ms = TIMEOUT_MS): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
-    const value = probe();
+    const value = await probe();
     if (value) {
       return value;
     }
@@ -26,6 +29,23 @@ async function until<T>(what: string, probe: () => T | undefined | false, ms = T
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/** Whether Python compiles `source` (the premise and the outcome of a repair, checked as the server
+ * checks Python: `compile()`). */
+function compiles(source: string): boolean {
+  try {
+    execFileSync(PYTHON, ["-c", "import sys; compile(sys.stdin.read(), 'f.py', 'exec')"], { input: source, stdio: ["pipe", "ignore", "ignore"] });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Rows of the server's event store, read with the project's Python (sqlite3, WAL). */
+function query(dataDir: string, sql: string): unknown[][] {
+  const script = "import json, sqlite3, sys; print(json.dumps(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchall()))";
+  return JSON.parse(execFileSync(PYTHON, ["-c", script, path.join(dataDir, "events.db"), sql]).toString());
 }
 
 /** Child processes of this test (the server the language client started). */
@@ -198,5 +218,92 @@ describe("the workspace's own compilot and remote windows", { timeout: 2 * TIMEO
       await extension.deactivate();
       fake.remoteName = undefined;
     }
+  });
+});
+
+describe("compilot's fix as a VS Code code action, through the language client", { timeout: 3 * TIMEOUT_MS }, () => {
+  // Three tokens cut the model's body short (`max(values`), which does not compile: the
+  // accepted completion breaks the file, and the server's background repair finds a fix.
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "compilot-fix-"));
+  const head = 'def largest(values):\n    """Return the largest of the values."""\n    return ';
+  const tail = "\n\n\nprint(largest([1, 2]))\n";
+  const doc = document(path.join(tmp, "largest.py"), "python", head + tail);
+  const dataDir = path.join(tmp, "data");
+
+  after(async () => {
+    await extension.deactivate();
+    fake.documents.length = 0;
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test("a broken accept gets 'compilot: fix'; applying it makes the file compile and lands a revision", async () => {
+    fake.messages.length = 0;
+    fake.statusItems.length = 0;
+    fake.documents.length = 0;
+    fake.documents.push(doc);
+    fake.defaults = defaults();
+    fake.settings = new Map<string, unknown>([
+      ["server.interpreter", PYTHON],
+      ["server.env", { COMPILOT_DATA_DIR: dataDir, COMPILOT_CONFIG: path.join(tmp, "none.toml") }],
+      ["server.settings", { context: { enabled: false }, checks: { background: false } }],
+      ["completion.maxTokens", 3],
+      ["completion.candidates", 1],
+      ["debounceMs", 0],
+    ]);
+    extension.activate({ subscriptions: [] } as never);
+    await until("the server", () => /base · acc/.test(fake.statusItems[0]?.text ?? ""));
+    // This activation's providers: the fake keeps what earlier activations registered too.
+    const actionsProvider = fake.providers("CodeActions").at(-1) as {
+      provideCodeActions(...args: unknown[]): Promise<CodeAction[] | null | undefined>;
+    } | undefined;
+    assert.ok(actionsProvider, "no code action provider registered");
+    const metadata = [...fake.registered].reverse().find(([name]) => name === "languages.registerCodeActionsProvider")?.[1][2] as
+      { providedCodeActionKinds?: CodeActionKind[] };
+    assert.deepEqual(metadata.providedCodeActionKinds?.map((k) => k.value), ["quickfix"]);
+
+    // The completion, inserted and accepted as VS Code does (the edit, then the item's command).
+    const lines = head.split("\n");
+    const at = new Position(lines.length - 1, lines[lines.length - 1].length);
+    const inline = fake.providers("InlineCompletionItem").at(-1) as {
+      provideInlineCompletionItems(...args: unknown[]): Promise<InlineCompletionList | undefined>;
+    };
+    const result = await inline.provideInlineCompletionItems(doc, at, { triggerKind: 0, selectedCompletionInfo: undefined },
+      new CancellationTokenSource().token);
+    const top = result?.items[0] as { insertText: string; command: { command: string; arguments: unknown[] } } | undefined;
+    assert.ok(top, "no inline completion");
+    assert.ok(!compiles(head + top.insertText + tail), `the premise: the completion ${JSON.stringify(top.insertText)} breaks the file`);
+    fake.edit(doc, new Range(at, at), top.insertText);
+    const commands = fake.module.commands as { executeCommand(id: string, ...args: unknown[]): Promise<unknown> };
+    assert.equal(await commands.executeCommand(top.command.command, ...top.command.arguments), true);
+
+    // VS Code asks for code actions as the cursor moves; the answer comes from fixes ready.
+    const broken = new Range(at, new Position(at.line, at.character + top.insertText.length));
+    const context = { diagnostics: [], only: undefined, triggerKind: 2 };
+    const actions = await until("compilot's fix", async () => {
+      const found = await actionsProvider.provideCodeActions(doc, broken, context, new CancellationTokenSource().token);
+      return found?.length ? found : undefined;
+    });
+    const action = actions[0];
+    assert.match(action.title, /^compilot: fix/);
+    assert.equal(action.kind?.value, "quickfix");
+    assert.equal(action.isPreferred, true);
+    const edits = action.edit?.get(doc.uri) ?? [];
+    assert.equal(edits.length, 1);
+
+    // Applied as VS Code applies a code action: its edit, then its command (to the server).
+    const before = doc.getText();
+    fake.edit(doc, edits[0].range as Range, edits[0].newText);
+    assert.ok(compiles(doc.getText()), doc.getText());
+    assert.ok(action.command, "the action has no command");
+    assert.equal(await commands.executeCommand(action.command.command, ...(action.command.arguments ?? [])), true);
+    const revisions = await until("the revision in the store", () => {
+      const rows = query(dataDir, "SELECT broken, fixed, source FROM revisions WHERE source LIKE 'fix:%'");
+      return rows.length ? rows : undefined;
+    });
+    assert.equal(revisions.length, 1);
+    assert.equal(revisions[0][0], top.insertText, before);
+    assert.equal(revisions[0][1], edits[0].newText);
+    // Fixed: nothing more to offer there.
+    assert.deepEqual(await actionsProvider.provideCodeActions(doc, broken, context, new CancellationTokenSource().token) ?? [], []);
   });
 });
