@@ -25,6 +25,10 @@ and torch's numerics differ between CPUs and a pairing of scores must come from 
     .venv/bin/python bench/study.py --part round2    # bootstrap by each round-1 adapter, train
     .venv/bin/python bench/study.py --part sweep --sweep-method kto+sft   # LoRA r 4/8/16/32
     .venv/bin/python bench/study.py --part table     # print what is there (also after each part)
+
+On another CPU, ``--part check --machine <folder>`` scores the base's held-out suite here and
+compares it prompt by prompt with that folder's; where they agree, ``--machine <folder>`` goes on
+with that folder's committed scores instead of starting again from the base.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ METHODS = {  # name: (trl method, settings overrides)
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "study"
 """The committed parts: round 1's data and each machine's scores and round reports."""
+SUITES = ("held-out", "shifted", "robustness", "humaneval")
 HELD_OUT = 0.2
 """The share of the corpus's files that no round trains on."""
 
@@ -141,8 +146,17 @@ class Study:
             datasets=replace(self.settings.datasets, held_out=HELD_OUT),
             gate=replace(self.settings.gate, max_tokens=args.max_tokens))
         self.work: Path = args.work
-        self.machine = self.work / "machines" / machine_key()
+        self.machine = self.work / "machines" / (args.machine or machine_key())
+        if args.machine and args.machine != machine_key():
+            console.print(f"[yellow]scores and adapters of {args.machine} on this CPU "
+                          f"({machine_key()}): pair them only where the numerics were checked "
+                          "to agree (--part check)[/]")
         self.machine.mkdir(parents=True, exist_ok=True)
+        committed = RESULTS / self.machine.name / "scores"
+        if committed.is_dir() and not (self.machine / "scores").exists():
+            # the committed scores of this machine folder: a new work folder pairs with them
+            shutil.copytree(committed, self.machine / "scores")
+            console.print(f"scores from {committed}")
         self.model = embedded_model_path()
         self.corpus: Path = args.corpus
         self.base = materialize(self.model, DataDir.of(self.settings).cache)
@@ -249,12 +263,14 @@ class Study:
 
     # -- evaluation ------------------------------------------------------------------------
 
-    def scores(self, name: str, adapter: Path | None) -> dict[str, Any]:
-        """Every suite, per prompt, for one model (cached per suite)."""
-        path = self.machine / "scores" / f"{name}.json"
+    def scores(self, name: str, adapter: Path | None, suites: Iterable[str] = SUITES,
+               machine: Path | None = None) -> dict[str, Any]:
+        """The suites, per prompt, for one model (cached per suite), in ``machine``'s folder
+        (by default the study's)."""
+        path = (machine or self.machine) / "scores" / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         have: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-        todo = [s for s in ("held-out", "shifted", "robustness", "humaneval") if s not in have]
+        todo = [s for s in suites if s not in have]
         if not todo:
             return have
         evaluator = Evaluator(self.model, self.settings, max_tokens=self.args.max_tokens)
@@ -389,10 +405,30 @@ def sweep(study: Study, method: str, ranks: list[int]) -> Table:
     return out
 
 
+def check(study: Study) -> bool:
+    """Whether this CPU scores the base as the study's machine folder holds it: the held-out
+    suite scored here (in this CPU's own folder), compared prompt by prompt. The same
+    llama.cpp build gives the same text on CPUs of the same instruction set; where it does, the
+    other machine's scores pair with what this one adds."""
+    here = study.work / "machines" / machine_key()
+    mine = study.scores("base", None, suites=("held-out",), machine=here)
+    theirs = json.loads((study.machine / "scores" / "base.json").read_text())
+    same = True
+    for mode in ("raw", "server"):
+        a = mine["held-out"]["per_prompt"][mode]
+        b = theirs["held-out"]["per_prompt"][mode]
+        differ = sum(x != y for x, y in zip(a, b, strict=True))
+        same = same and differ == 0
+        console.print(f"held-out {mode}: {len(a)} prompts, {differ} scored otherwise than in "
+                      f"{study.machine.name} ({rate(a):.2f} here, {rate(b):.2f} there)")
+    return same
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", required=True,
-                        choices=["data", "base", "round1", "round2", "sweep", "table"])
+                        choices=["data", "base", "check", "round1", "round2", "sweep",
+                                 "table"])
     parser.add_argument("--work", type=Path,
                         default=DataDir.of(settings_mod.load()[0]).root / "study")
     parser.add_argument("--corpus", type=Path,
@@ -408,6 +444,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--max-examples", type=int, default=500)
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--machine", default=None,
+                        help="the machine folder to use (default: this CPU's key); another "
+                             "CPU's, once --part check found this one scores as it did")
     parser.add_argument("--sweep-method", default="kto+sft")
     parser.add_argument("--ranks", default="4,8,16,32")
     args = parser.parse_args()
@@ -422,6 +461,10 @@ def main() -> None:
         study.bootstrap("round1", None, "base")
     elif args.part == "base":
         study.scores("base", None)
+    elif args.part == "check":
+        if not check(study):
+            raise SystemExit(f"this CPU does not score as {study.machine.name}: run the study "
+                             "in its own folder (without --machine)")
     elif args.part == "round1":
         store = study.bootstrap("round1", None, "base")
         for method in methods:
