@@ -38,7 +38,15 @@ endif
 VSCODE := editor-clients/vscode
 VSCODE_DEPS := $(VSCODE)/node_modules/.package-lock.json
 
-.PHONY: install demo test bench lint typecheck clean vscode-package
+# A real VS Code for the extension's end-to-end test: code-server on Node 24 from the npm
+# registry, driven by Debian's Chromium (installed with apt when run as root; otherwise the test
+# is skipped and says how to install it). Installed once per machine into the cache, like the
+# llama-cpp-python wheel (editor-clients/vscode/scripts/e2e-install.sh; ../shared/vscode-e2e.md).
+CODE_SERVER_VERSION := 4.139.1
+E2E_NODE_VERSION := 24.22.3
+E2E := $(HOME)/.cache/compilot/code-server-$(CODE_SERVER_VERSION)-node-$(E2E_NODE_VERSION)
+
+.PHONY: install demo test bench lint typecheck clean vscode-package e2e-install
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,9 +74,13 @@ demo: $(STAMP)
 $(VSCODE_DEPS): $(VSCODE)/package-lock.json
 	cd $(VSCODE) && npm ci --no-audit --no-fund
 
-test: $(STAMP) $(VSCODE_DEPS) lint typecheck
+e2e-install:
+	test -f $(E2E)/.installed || $(VSCODE)/scripts/e2e-install.sh $(E2E) $(E2E_NODE_VERSION) $(CODE_SERVER_VERSION)
+
+test: $(STAMP) $(VSCODE_DEPS) lint typecheck e2e-install
 	$(PY) -m pytest -q
 	cd $(VSCODE) && COMPILOT_PYTHON=$(abspath $(PY)) npm test
+	cd $(VSCODE) && COMPILOT_PYTHON=$(abspath $(PY)) COMPILOT_E2E=$(E2E) npm run test:e2e
 
 vscode-package: $(VSCODE_DEPS)
 	cd $(VSCODE) && npm run package

@@ -12,6 +12,7 @@ export const ROOT = path.resolve(__dirname, "..", "..");
 
 export interface Manifest {
   name: string;
+  version: string;
   publisher: string;
   main: string;
   engines: { vscode: string };
