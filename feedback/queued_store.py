@@ -257,7 +257,7 @@ class QueuedStore:
                 self._remember(c.id)
 
     def record_event(self, candidate_id: str, kind: EventKind,
-                     accepted_length: int | None = None) -> bool:
+                     accepted_length: int | None = None, inferred: bool | None = None) -> bool:
         """Queue ``kind`` for a candidate: False when the candidate is unknown or the event
         repeats one it has (the rules of ``Store.record_event``)."""
         with self._known_lock:
@@ -272,7 +272,8 @@ class QueuedStore:
         outcome = {EventKind.ACCEPTED, EventKind.REJECTED}
         if (kind == EventKind.SHOWN and kind in kinds) or (kind in outcome and kinds & outcome):
             return False
-        if not self._put(lambda store: store.record_event(candidate_id, kind, accepted_length)):
+        if not self._put(lambda store: store.record_event(candidate_id, kind, accepted_length,
+                                                          inferred)):
             return False
         self._remember(candidate_id, kind)
         return True

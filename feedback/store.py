@@ -159,6 +159,13 @@ MIGRATIONS: list[str] = [
         SELECT c.id FROM candidates c JOIN requests r ON r.id = c.request_id
         WHERE r.origin = 'bootstrap');
     """,
+    # 7: how a 'shown' is known (issue 17). VS Code's stable API says nothing of an inline item
+    # displayed: its extension infers it from the item staying current once the editor settles
+    # (1), or knows it from what only a visible suggestion allows: Tab, a word or line taken,
+    # Escape (0). NULL: the client did not say (Neovim draws the text itself), or rows before.
+    """
+    ALTER TABLE events ADD COLUMN inferred INTEGER;
+    """,
 ]
 
 _FAILING_SQL = ", ".join(f"'{status}'" for status in sorted(FAILING))
@@ -205,7 +212,7 @@ class EventLog(Protocol):
         """Write a request with its ranked candidates."""
 
     def record_event(self, candidate_id: str, kind: EventKind,
-                     accepted_length: int | None = None) -> bool:
+                     accepted_length: int | None = None, inferred: bool | None = None) -> bool:
         """Write an event of a candidate; False when unknown or a repeat."""
 
     def record_check(self, candidate_id: str, verdict: Blame, trigger: Trigger) -> None:
@@ -460,17 +467,19 @@ class Store:
         self._write(statements)
 
     def record_event(self, candidate_id: str, kind: EventKind,
-                     accepted_length: int | None = None) -> bool:
+                     accepted_length: int | None = None, inferred: bool | None = None) -> bool:
         """Record ``kind`` for a candidate; False when the candidate is unknown, or when the
         event would repeat one it has (it is shown once, and accepted or rejected once: the
-        first of the two stands)."""
+        first of the two stands). ``inferred``: whether the client inferred the event rather
+        than knew it (a 'shown' of VS Code's extension; None: not said)."""
         if kind not in tuple(EventKind):
             raise ValueError(f"unknown event kind {kind!r}; expected one of "
                              f"{', '.join(EventKind)}")
         return self._write([(
-            "INSERT OR IGNORE INTO events (candidate_id, kind, accepted_length, created_at) "
-            "SELECT ?,?,?,? WHERE EXISTS (SELECT 1 FROM candidates WHERE id = ?)",
-            (candidate_id, kind, accepted_length, time.time(), candidate_id),
+            "INSERT OR IGNORE INTO events (candidate_id, kind, accepted_length, created_at, "
+            "inferred) SELECT ?,?,?,?,? WHERE EXISTS (SELECT 1 FROM candidates WHERE id = ?)",
+            (candidate_id, kind, accepted_length, time.time(),
+             None if inferred is None else int(inferred), candidate_id),
         )]) > 0
 
     def record_check(self, candidate_id: str, verdict: Blame, trigger: Trigger) -> None:

@@ -693,13 +693,14 @@ class CompletionService:
             return False
         return True
 
-    def event(self, candidate_id: str, kind: EventKind,
-              accepted_length: int | None = None) -> bool:
-        """Record an accept / reject / shown / partial event; False if unknown or not logged."""
+    def event(self, candidate_id: str, kind: EventKind, accepted_length: int | None = None,
+              inferred: bool | None = None) -> bool:
+        """Record an accept / reject / shown / partial event (``inferred``: as the client says);
+        False if unknown or not logged."""
         if self.store is None or not isinstance(candidate_id, str):
             return False
         try:
-            return self.store.record_event(candidate_id, kind, accepted_length)
+            return self.store.record_event(candidate_id, kind, accepted_length, inferred)
         except Exception:  # noqa: BLE001
             log.exception("could not record %s event for %s", kind, candidate_id)
             return False

@@ -657,10 +657,13 @@ def _item_candidate(params: Any) -> str | None:
 
 @server.feature(DID_SHOW)
 def did_show(ls: CompilotServer, params: Any) -> None:
-    """Copilot's notification that an item was shown."""
+    """Copilot's notification that an item was shown; compilot's VS Code extension adds
+    ``inferred`` (it cannot know it, see editor-clients/vscode/src/reporter.ts)."""
     cid = _item_candidate(params)
+    inferred = _field(params, "inferred")
     if ls.service and cid:
-        ls.service.event(cid, EventKind.SHOWN)
+        ls.service.event(cid, EventKind.SHOWN,
+                         inferred=inferred if isinstance(inferred, bool) else None)
 
 
 def _field(params: Any, name: str) -> Any:

@@ -167,7 +167,7 @@ def test_a_version_3_store_migrates_keeping_its_rows(tmp_path: Path) -> None:
     db.commit()
     db.close()
     store = Store(tmp_path / "events.db")
-    assert store.schema_version == len(MIGRATIONS) == 6
+    assert store.schema_version == len(MIGRATIONS) == 7
     assert [tuple(r) for r in store.query("SELECT origin FROM requests")] == [("editor",)]
     assert build(store, "events")[0]["grade"] == Grade.DOES_NOT_PARSE  # parsed = 0
     assert store.bootstrapped() == set()

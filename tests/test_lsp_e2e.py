@@ -109,6 +109,31 @@ async def test_copilot_notifications_are_recorded(client: LanguageClient) -> Non
     length = query(DATA_DIR, "SELECT accepted_length FROM events WHERE kind = 'partial' "
                    "AND candidate_id = ?", (cid,))[0][0]
     assert length == 2
+    # Copilot's notification says nothing of how the client knows: NULL.
+    inferred = query(DATA_DIR, "SELECT inferred FROM events WHERE kind = 'shown' "
+                     "AND candidate_id = ?", (cid,))[0][0]
+    assert inferred is None
+
+
+async def test_a_shown_the_client_inferred_is_recorded_as_inferred(client: LanguageClient
+                                                                   ) -> None:
+    # VS Code's extension cannot know that VS Code displayed an item: it says so.
+    text = 'def half(x):\n    """Return half of x."""\n    return '
+    uri = open_document(client, text + "\n")
+    items = await inline(client, uri, end_of(text))
+    assert items
+    item = client.protocol._converter.unstructure(items[0])
+    client.protocol.notify("textDocument/didShowCompletion", {"item": item, "inferred": True})
+    cid = items[0].command.arguments[0]
+    rows: list = []
+    for _ in range(100):
+        await settle(client)
+        rows = query(DATA_DIR, "SELECT kind, inferred FROM events WHERE candidate_id = ?",
+                     (cid,))
+        if rows:
+            break
+        await asyncio.sleep(0.05)
+    assert [tuple(r) for r in rows] == [("shown", 1)]
 
 
 async def test_burst_of_typing_computes_only_the_last(client: LanguageClient) -> None:

@@ -54,6 +54,25 @@ def test_round_trip_and_events(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "events.db").stat().st_mode) == 0o600
 
 
+def test_a_shown_says_whether_the_client_inferred_it(tmp_path: Path) -> None:
+    # A version-6 store (before events.inferred) keeps its events; new ones say how the
+    # client knew (1 inferred, 0 known, NULL not said).
+    db = sqlite3.connect(tmp_path / "events.db")
+    for script in MIGRATIONS[:6]:
+        db.executescript(script)
+    db.execute("PRAGMA user_version = 6")
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "events.db")
+    assert store.schema_version == len(MIGRATIONS) == 7
+    store.record_request(request(), [candidate(), candidate("c2"), candidate("c3")])
+    assert store.record_event("c1", "shown", inferred=True)
+    assert store.record_event("c2", "shown", inferred=False)
+    assert store.record_event("c3", "shown")
+    rows = store.query("SELECT candidate_id, inferred FROM events ORDER BY candidate_id")
+    assert [tuple(r) for r in rows] == [("c1", 1), ("c2", 0), ("c3", None)]
+
+
 def test_secrets_never_reach_the_store(tmp_path: Path) -> None:
     store = Store.in_dir(DataDir(tmp_path))
     key = "AKIA" + "ABCDEFGHIJKLMNOP"
@@ -247,6 +266,6 @@ def test_a_version_4_store_migrates_and_its_windows_read_as_before(tmp_path: Pat
     db.commit()
     db.close()
     store = Store(tmp_path / "events.db")
-    assert store.schema_version == len(MIGRATIONS) == 6
+    assert store.schema_version == len(MIGRATIONS) == 7
     assert [tuple(r) for r in store.query("SELECT * FROM request_windows")] == [
         ("r", "x = ", "\n", None)]

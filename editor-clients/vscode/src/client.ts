@@ -105,9 +105,10 @@ export class CompilotApi {
     return this.execute(ServerCommands.partiallyAccepted, [id, { length, kind }]);
   }
 
-  /** Tell the server the item was shown (`item` is the LSP inline completion item). */
-  shown(item: unknown): Promise<void> {
-    return this.transport.notify(DID_SHOW_COMPLETION, { item });
+  /** Tell the server the item was shown (`item` is the LSP inline completion item;
+   * `inferred`: from the item staying current, not from an action only a visible one allows). */
+  shown(item: unknown, inferred = false): Promise<void> {
+    return this.transport.notify(DID_SHOW_COMPLETION, { item, inferred });
   }
 
   async status(): Promise<ServerStatus> {

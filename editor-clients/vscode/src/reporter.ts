@@ -5,7 +5,15 @@
 // (handleDidShowCompletionItem, handleDidPartiallyAcceptCompletionItem, handleEndOfLifetime)
 // belong to the `inlineCompletionsAdditions` API proposal, which only extensions run with
 // --enable-proposed-api may use. So the extension follows the item itself: the top item of the
-// last answer is taken as shown; the document and cursor events say what became of it.
+// last answer; the document and cursor events say what became of it.
+//
+// Whether VS Code displayed it is inferred, conservatively: VS Code drops an answer that no
+// longer fits the editor (the cursor moved, the text changed under it), so an item counts as
+// shown only once it is still the current one when the editor has settled (no change for
+// SETTLE_MS), and the server is told the event was inferred. What only a visible suggestion
+// allows proves it shown (not inferred): Tab, Accept Next Word / Line, and Escape (its key
+// binding requires `inlineSuggestionVisible`). A suggestion left before either is reported
+// neither shown nor dismissed: the store must not say the user refused what they never saw.
 // - full accept: VS Code runs the item's command (`compilot.accepted`), which lands here;
 // - partial accept (Accept Next Word / Line): an insertion of two or more characters at the
 //   cursor that continue the suggestion; single characters are typing through it;
@@ -37,8 +45,23 @@ export interface ReportSink {
   accepted(id: string): Promise<unknown>;
   rejected(id: string): Promise<unknown>;
   partiallyAccepted(id: string, length: number, kind: PartialKind): Promise<unknown>;
-  shown(item: unknown): Promise<unknown>;
+  /** `inferred`: from the item staying current, not from something only a visible one allows. */
+  shown(item: unknown, inferred: boolean): Promise<unknown>;
 }
+
+/** How long the editor must stay unchanged with the item current for it to count as shown. */
+export const SETTLE_MS = 500;
+
+/** Timers (the tests drive them by hand). */
+export interface Clock {
+  set(run: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+const realClock: Clock = {
+  set: (run, ms) => setTimeout(run, ms).unref(),
+  clear: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
 
 export interface ReporterHooks {
   /** A suggestion is being followed (true) or not any more (false): the Escape key binding's
@@ -125,12 +148,16 @@ interface Tracked {
   consumed: number;
   /** Fully in the document: its command reports it, nothing else may. */
   complete: boolean;
+  /** Reported shown: not yet, inferred (it stayed current), or known (a visible one's action). */
+  shown: "no" | "inferred" | "known";
 }
 
 export class Reporter {
   private current: Tracked | undefined;
+  private settling: unknown;
 
-  constructor(private readonly sink: ReportSink, private readonly hooks: ReporterHooks = {}) {}
+  constructor(private readonly sink: ReportSink, private readonly hooks: ReporterHooks = {},
+    private readonly clock: Clock = realClock) {}
 
   /** The suggestion being followed (tests). */
   get tracked(): Readonly<Tracked> | undefined {
@@ -145,16 +172,20 @@ export class Reporter {
     }
     const cur = this.current;
     if (cur && !cur.complete && cur.uri === uri && this.continues(cur, top)) {
-      // Typed through, or asked again at the same place: the server names the rest anew.
-      this.current = { uri, candidate: top, consumed: 0, complete: false };
+      // Typed through, or asked again at the same place: the server names the rest anew
+      // (on screen as the rest of the same suggestion was, or not yet known to be).
+      this.current = { uri, candidate: top, consumed: 0, complete: false, shown: cur.shown };
+      if (cur.shown === "no") {
+        this.settle();
+      }
       return;
     }
     if (cur && !cur.complete) {
       this.reject(cur, "replaced by another suggestion");
     }
-    this.current = { uri, candidate: top, consumed: 0, complete: false };
+    this.current = { uri, candidate: top, consumed: 0, complete: false, shown: "no" };
     this.hooks.tracking?.(true);
-    this.send(() => this.sink.shown(lspItem(top)), "shown");
+    this.settle();
   }
 
   /** Text changed in `uri` (VS Code's contentChanges, in order). */
@@ -173,13 +204,17 @@ export class Reporter {
     const text = cur.candidate.text;
     if (consumed === text.length) {
       cur.complete = true;
+      this.unsettle();
       this.hooks.tracking?.(false);
       return;
     }
     const inserted = changes[0].text;
     if (consumed > before && isPartialAccept(inserted)) {
+      this.show(cur, false);  // only a visible suggestion has a word or a line to accept
       const kind = partialKind(text, consumed - inserted.length, consumed);
       this.send(() => this.sink.partiallyAccepted(cur.candidate.id, consumed, kind), "partiallyAccepted");
+    } else if (cur.shown === "no") {
+      this.settle();  // typed through: the editor has not settled yet
     }
   }
 
@@ -202,10 +237,11 @@ export class Reporter {
     }
   }
 
-  /** Escape. */
+  /** Escape (its key binding requires the suggestion visible: it was shown). */
   dismissed(): void {
     const cur = this.current;
     if (cur && !cur.complete) {
+      this.show(cur, false);
       this.reject(cur, "escape");
     }
   }
@@ -216,7 +252,12 @@ export class Reporter {
     const id = typeof first === "string" ? first
       : typeof first === "object" && first !== null && typeof (first as { id?: unknown }).id === "string"
         ? (first as { id: string }).id : undefined;
-    // Whichever item was taken (Alt+] cycles), the followed one is not dismissed.
+    // Whichever item was taken (Alt+] cycles), the followed one is not dismissed; taken, it
+    // was on screen.
+    const cur = this.current;
+    if (cur && cur.candidate.id === id) {
+      this.show(cur, false);
+    }
     this.drop();
     if (id === undefined) {
       return false;
@@ -235,6 +276,7 @@ export class Reporter {
   private drop(): void {
     const cur = this.current;
     this.current = undefined;
+    this.unsettle();
     if (cur && !cur.complete) {
       this.hooks.tracking?.(false);
     }
@@ -276,8 +318,43 @@ export class Reporter {
 
   private reject(cur: Tracked, why: string): void {
     this.drop();
+    if (cur.shown === "no") {
+      this.hooks.log?.(`left ${cur.candidate.id} (${why}) before it was known to be shown: not reported`);
+      return;
+    }
     this.hooks.log?.(`dismissed ${cur.candidate.id} (${why})`);
     this.send(() => this.sink.rejected(cur.candidate.id), "rejected");
+  }
+
+  /** Report `cur` shown, once. */
+  private show(cur: Tracked, inferred: boolean): void {
+    if (cur.shown !== "no") {
+      return;
+    }
+    cur.shown = inferred ? "inferred" : "known";
+    if (cur === this.current) {
+      this.unsettle();
+    }
+    this.send(() => this.sink.shown(lspItem(cur.candidate), inferred), "shown");
+  }
+
+  /** (Re)start waiting for the editor to settle with the current item on screen. */
+  private settle(): void {
+    this.unsettle();
+    this.settling = this.clock.set(() => {
+      this.settling = undefined;
+      const cur = this.current;
+      if (cur && !cur.complete) {
+        this.show(cur, true);
+      }
+    }, SETTLE_MS);
+  }
+
+  private unsettle(): void {
+    if (this.settling !== undefined) {
+      this.clock.clear(this.settling);
+      this.settling = undefined;
+    }
   }
 
   private send(call: () => Promise<unknown>, what: string): void {

@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { PartialKind } from "../src/client";
-import type { ReportSink } from "../src/reporter";
+import type { Clock, ReportSink } from "../src/reporter";
 import type { ConfigReader } from "../src/settings";
 
 /** The extension folder (tests run from out/test/...). */
@@ -59,7 +59,7 @@ export type Call =
   | ["accepted", string]
   | ["rejected", string]
   | ["partiallyAccepted", string, number, PartialKind]
-  | ["shown", unknown];
+  | ["shown", unknown, boolean];
 
 /** Records what the reporter sends. */
 export class RecordingSink implements ReportSink {
@@ -85,14 +85,38 @@ export class RecordingSink implements ReportSink {
     return this.done();
   }
 
-  shown(item: unknown) {
-    this.calls.push(["shown", item]);
+  shown(item: unknown, inferred: boolean) {
+    this.calls.push(["shown", item, inferred]);
     return this.done();
   }
 
   /** The calls without `shown` (the ones about what the user did). */
   get outcomes(): Call[] {
     return this.calls.filter((c) => c[0] !== "shown");
+  }
+}
+
+/** Timers that run when the test says: `settle()` runs the ones set, as if time had passed. */
+export class ManualClock implements Clock {
+  private next = 1;
+  readonly pending = new Map<number, () => void>();
+  /** How many timers were set (a restarted wait sets another). */
+  sets = 0;
+
+  set(run: () => void): unknown {
+    this.sets += 1;
+    this.pending.set(this.next, run);
+    return this.next++;
+  }
+
+  clear(handle: unknown): void {
+    this.pending.delete(handle as number);
+  }
+
+  settle(): void {
+    const due = [...this.pending.values()];
+    this.pending.clear();
+    due.forEach((run) => run());
   }
 }
 

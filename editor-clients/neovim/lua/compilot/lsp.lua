@@ -186,7 +186,8 @@ function M.shown(bufnr, item)
   if #shown_order > MAX_EVENTS then
     shown_ids[table.remove(shown_order, 1)] = nil
   end
-  M.notify(client, "textDocument/didShowCompletion", { item = item })
+  -- Neovim draws the text itself: known, not inferred (as the VS Code extension must).
+  M.notify(client, "textDocument/didShowCompletion", { item = item, inferred = false })
 end
 
 return M

@@ -148,13 +148,14 @@ describe("the extension in a real VS Code (code-server), against the real server
   const toasts = () => page.$$eval(".notifications-toasts .notification-list-item-message", (els) =>
     els.map((e) => e.textContent ?? ""));
 
-  /** Rows of the server's event store (read with the project's Python: sqlite3, WAL). */
-  function events(kind: string): { text: string; length: number | null }[] {
+  /** Events of one kind in the server's store (read with the project's Python: sqlite3, WAL). */
+  function events(kind: string): { text: string; length: number | null; inferred: number | null }[] {
     const script = "import json, sqlite3, sys; print(json.dumps(sqlite3.connect(sys.argv[1]).execute("
-      + "'SELECT c.text, e.accepted_length FROM events e JOIN candidates c ON c.id = e.candidate_id "
+      + "'SELECT c.text, e.accepted_length, e.inferred FROM events e JOIN candidates c ON c.id = e.candidate_id "
       + "WHERE e.kind = ? ORDER BY e.id', (sys.argv[2],)).fetchall()))";
-    const rows = JSON.parse(execFileSync(PYTHON, ["-c", script, path.join(data, "events.db"), kind]).toString()) as [string, number | null][];
-    return rows.map(([text, length]) => ({ text, length }));
+    const rows = JSON.parse(execFileSync(PYTHON, ["-c", script, path.join(data, "events.db"), kind]).toString()) as
+      [string, number | null, number | null][];
+    return rows.map(([text, length, inferred]) => ({ text, length, inferred }));
   }
 
   /** The `compilot serve` this window started (found by its data dir, which no other has). */
@@ -292,6 +293,9 @@ describe("the extension in a real VS Code (code-server), against the real server
       const accepted = await until("the accept in the store", async () => events("accepted").length > 0 && events("accepted"));
       assert.equal(accepted.length, 1);
       assert.equal(accepted[0].text.split("\n")[0].trim(), first.split("\n")[0].trim());
+      // It was shown, and the store says how the extension knew (inferred or from the Tab).
+      const shown = events("shown").find((e) => e.text === accepted[0].text);
+      assert.ok(shown && (shown.inferred === 0 || shown.inferred === 1), JSON.stringify(events("shown")));
     });
 
     // Mid-word, with VS Code's suggest widget open (quick suggestions are on by default): the

@@ -11,7 +11,7 @@ import {
   lspItem,
   partialKind,
 } from "../../src/reporter";
-import { RecordingSink } from "../fakes";
+import { ManualClock, RecordingSink } from "../fakes";
 
 const URI = "file:///w/a.py";
 const p = (line: number, character: number): Pos => ({ line, character });
@@ -19,18 +19,24 @@ const insert = (at: Pos, text: string): Change => ({ range: { start: at, end: at
 const replace = (start: Pos, end: Pos, text: string): Change => ({ range: { start, end }, text });
 const cand = (id: string, text: string, at: Pos = p(3, 4)): Candidate => ({ id, text, at });
 
-function setup(first: Candidate = cand("c1", "return x + 1\n    # done")) {
+/** A reporter following `first`; `settled`: the editor then settled with it on screen (it
+ * counts as shown, inferred), as most tests below take for granted. */
+function setup(first: Candidate = cand("c1", "return x + 1\n    # done"), settled = true) {
   const sink = new RecordingSink();
   const tracking: boolean[] = [];
   const accepted: string[] = [];
   const logs: string[] = [];
+  const clock = new ManualClock();
   const reporter = new Reporter(sink, {
     tracking: (a) => tracking.push(a),
     accepted: (id) => accepted.push(id),
     log: (m) => logs.push(m),
-  });
+  }, clock);
   reporter.provided(URI, [first, cand("c2", "pass", first.at)]);
-  return { sink, reporter, tracking, accepted, logs, first };
+  if (settled) {
+    clock.settle();
+  }
+  return { sink, reporter, tracking, accepted, logs, first, clock };
 }
 
 const flush = () => new Promise((resolve) => setImmediate(resolve));
@@ -38,7 +44,7 @@ const flush = () => new Promise((resolve) => setImmediate(resolve));
 describe("Reporter: shown", () => {
   test("the top item is reported shown once, as an LSP item, and followed", () => {
     const { sink, reporter, tracking, first } = setup();
-    assert.deepEqual(sink.calls, [["shown", lspItem(first)]]);
+    assert.deepEqual(sink.calls, [["shown", lspItem(first), true]]);
     assert.deepEqual(tracking, [true]);
     assert.equal(reporter.tracked?.candidate.id, "c1");
   });
@@ -51,8 +57,9 @@ describe("Reporter: shown", () => {
   });
 
   test("a different suggestion in its place dismisses the first", () => {
-    const { sink, reporter } = setup();
+    const { sink, reporter, clock } = setup();
     reporter.provided(URI, [cand("c9", "raise ValueError")]);
+    clock.settle();
     assert.deepEqual(sink.outcomes, [["rejected", "c1"]]);
     assert.equal(reporter.tracked?.candidate.id, "c9");
     assert.equal(sink.calls.filter((c) => c[0] === "shown").length, 2);
@@ -64,6 +71,63 @@ describe("Reporter: shown", () => {
     assert.deepEqual(sink.outcomes, []);
     assert.equal(reporter.tracked?.candidate.id, "c1-again");
     assert.equal(sink.calls.filter((c) => c[0] === "shown").length, 1);
+  });
+});
+
+describe("Reporter: what was on screen (VS Code says nothing of it)", () => {
+  test("an item still current once the editor settles is shown, inferred", () => {
+    const { sink, clock, first } = setup(undefined, false);
+    assert.deepEqual(sink.calls, []);
+    clock.settle();
+    assert.deepEqual(sink.calls, [["shown", lspItem(first), true]]);
+  });
+
+  for (const [id, leave] of [
+    ["typed over", (r: Reporter, at: Pos) => r.changed(URI, [insert(at, "y")])],
+    ["the cursor moved", (r: Reporter) => r.moved(URI, p(0, 0))],
+    ["another editor", (r: Reporter) => r.editorChanged("file:///w/b.py")],
+    ["another suggestion", (r: Reporter) => r.provided(URI, [cand("c9", "raise ValueError")])],
+  ] as [string, (r: Reporter, at: Pos) => void][]) {
+    test(`left before the editor settled (${id}): neither shown nor dismissed`, () => {
+      const { sink, reporter, clock, first, logs } = setup(undefined, false);
+      leave(reporter, first.at);
+      clock.settle();
+      const aboutFirst = sink.calls.filter((c) => (c[0] === "shown"
+        ? (c[1] as { command: { arguments: string[] } }).command.arguments[0] : c[1]) === "c1");
+      assert.deepEqual(aboutFirst, []);
+      assert.ok(logs.some((l) => l.includes("before it was known to be shown")), logs.join("\n"));
+    });
+  }
+
+  test("Escape before it settled: shown (its key binding needs it visible), then dismissed", () => {
+    const { sink, reporter, clock, first } = setup(undefined, false);
+    reporter.dismissed();
+    assert.deepEqual(sink.calls, [["shown", lspItem(first), false], ["rejected", "c1"]]);
+    clock.settle();
+    assert.equal(sink.calls.length, 2);
+  });
+
+  test("Accept Next Word before it settled: shown, then the partial accept", () => {
+    const { sink, reporter, first } = setup(undefined, false);
+    reporter.changed(URI, [insert(first.at, "return")]);
+    assert.deepEqual(sink.calls, [["shown", lspItem(first), false], ["partiallyAccepted", "c1", 6, "word"]]);
+  });
+
+  test("Tab before it settled: shown, then accepted", async () => {
+    const { sink, reporter, first } = setup(undefined, false);
+    reporter.changed(URI, [insert(first.at, first.text)]);
+    await reporter.accepted(["c1"]);
+    assert.deepEqual(sink.calls, [["shown", lspItem(first), false], ["accepted", "c1"]]);
+  });
+
+  test("typing through it waits for the editor to settle again", () => {
+    const { sink, reporter, clock, first } = setup(undefined, false);
+    const sets = clock.sets;
+    reporter.changed(URI, [insert(first.at, "r")]);
+    assert.equal(clock.sets, sets + 1);
+    assert.equal(clock.pending.size, 1);
+    clock.settle();
+    assert.deepEqual(sink.calls, [["shown", lspItem(first), true]]);
   });
 });
 

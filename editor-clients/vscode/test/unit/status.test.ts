@@ -108,7 +108,7 @@ describe("CompilotApi", () => {
       ["request", "workspace/executeCommand", { command: "compilot.accepted", arguments: ["c1"] }],
       ["request", "workspace/executeCommand", { command: "compilot.rejected", arguments: ["c2"] }],
       ["request", "workspace/executeCommand", { command: "compilot.partiallyAccepted", arguments: ["c3", { length: 7, kind: "line" }] }],
-      ["notify", "textDocument/didShowCompletion", { item: { insertText: "x" } }],
+      ["notify", "textDocument/didShowCompletion", { item: { insertText: "x" }, inferred: false }],
     ]);
   });
 
