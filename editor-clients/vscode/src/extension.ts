@@ -320,7 +320,7 @@ class Compilot implements vscode.Disposable {
   private setPaused(paused: boolean): void {
     this.state = { ...this.state, paused };
     if (paused) {
-      this.reporter?.dismissed();
+      this.reporter?.dismissed(false);  // pausing says nothing of what was on screen
     }
     this.output.info(paused ? "completions paused" : "completions resumed");
     this.render();

@@ -237,12 +237,15 @@ export class Reporter {
     }
   }
 
-  /** Escape (its key binding requires the suggestion visible: it was shown). */
-  dismissed(): void {
+  /** Escape (`visible`: its key binding requires the suggestion on screen, so it was shown),
+   * or completions paused (`visible` false: reported only if it was known to be shown). */
+  dismissed(visible = true): void {
     const cur = this.current;
     if (cur && !cur.complete) {
-      this.show(cur, false);
-      this.reject(cur, "escape");
+      if (visible) {
+        this.show(cur, false);
+      }
+      this.reject(cur, visible ? "escape" : "paused");
     }
   }
 

@@ -107,6 +107,13 @@ describe("Reporter: what was on screen (VS Code says nothing of it)", () => {
     assert.equal(sink.calls.length, 2);
   });
 
+  test("paused before it settled: nothing (pausing says nothing of the screen)", () => {
+    const { sink, reporter, clock } = setup(undefined, false);
+    reporter.dismissed(false);
+    clock.settle();
+    assert.deepEqual(sink.calls, []);
+  });
+
   test("Accept Next Word before it settled: shown, then the partial accept", () => {
     const { sink, reporter, first } = setup(undefined, false);
     reporter.changed(URI, [insert(first.at, "return")]);
