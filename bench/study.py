@@ -132,6 +132,19 @@ def machine_key(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return f"{slug or 'unknown'}-{flags}"
 
 
+def machine_folder(work: Path, name: str) -> Path:
+    """``work``'s folder for the machine ``name``. A new one starts from that machine's
+    committed scores (bench/results/study/<name>/scores), so that what it adds pairs with
+    them; one that has scores keeps its own."""
+    folder = work / "machines" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    committed = RESULTS / name / "scores"
+    if committed.is_dir() and not (folder / "scores").exists():
+        shutil.copytree(committed, folder / "scores")
+        console.print(f"scores from {committed}")
+    return folder
+
+
 class Study:
     """The study's inputs and its cache."""
 
@@ -146,17 +159,11 @@ class Study:
             datasets=replace(self.settings.datasets, held_out=HELD_OUT),
             gate=replace(self.settings.gate, max_tokens=args.max_tokens))
         self.work: Path = args.work
-        self.machine = self.work / "machines" / (args.machine or machine_key())
+        self.machine = machine_folder(self.work, args.machine or machine_key())
         if args.machine and args.machine != machine_key():
             console.print(f"[yellow]scores and adapters of {args.machine} on this CPU "
                           f"({machine_key()}): pair them only where the numerics were checked "
                           "to agree (--part check)[/]")
-        self.machine.mkdir(parents=True, exist_ok=True)
-        committed = RESULTS / self.machine.name / "scores"
-        if committed.is_dir() and not (self.machine / "scores").exists():
-            # the committed scores of this machine folder: a new work folder pairs with them
-            shutil.copytree(committed, self.machine / "scores")
-            console.print(f"scores from {committed}")
         self.model = embedded_model_path()
         self.corpus: Path = args.corpus
         self.base = materialize(self.model, DataDir.of(self.settings).cache)

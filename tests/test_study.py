@@ -62,3 +62,35 @@ def test_scores_are_kept_per_cpu_and_round_1_data_starts_from_the_committed_stor
     assert len(store.bootstrapped()) >= 300  # the committed bootstrap of the corpus
     store.close()
     assert s.Study.store(fresh, "round2-kto").parent.parent.parent == fresh.machine
+
+
+def test_another_cpu_goes_on_in_a_folder_only_where_its_numerics_agree(tmp_path: Path) -> None:
+    import json
+    from types import SimpleNamespace
+
+    s = study()
+    committed = s.RESULTS / "amd-epyc-25fc08b1" / "scores"
+    folder = s.machine_folder(tmp_path / "work", "amd-epyc-25fc08b1")
+    # A new work folder starts from the machine's committed scores ...
+    base = json.loads((folder / "scores" / "base.json").read_text())
+    assert base == json.loads((committed / "base.json").read_text())
+    # ... and keeps its own once it has them; an unknown machine starts empty.
+    (folder / "scores" / "base.json").write_text("{}")
+    assert s.machine_folder(tmp_path / "work", "amd-epyc-25fc08b1") == folder
+    assert (folder / "scores" / "base.json").read_text() == "{}"
+    assert not (s.machine_folder(tmp_path / "work", "no-such-cpu") / "scores").exists()
+
+    # --part check: this CPU's held-out scores of the base against the folder's, per prompt.
+    (folder / "scores" / "base.json").write_text(json.dumps(base))
+    mine = json.loads(json.dumps(base))
+
+    def scores(name: str, adapter: object, suites: tuple, machine: Path) -> dict:
+        assert (name, adapter, suites) == ("base", None, ("held-out",))
+        assert machine == tmp_path / "work" / "machines" / s.machine_key()
+        return mine
+
+    fake = SimpleNamespace(work=tmp_path / "work", machine=folder, scores=scores)
+    assert s.check(fake) is True
+    raw = mine["held-out"]["per_prompt"]["raw"]
+    raw[0] = not raw[0]
+    assert s.check(fake) is False
