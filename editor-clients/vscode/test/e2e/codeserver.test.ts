@@ -19,6 +19,7 @@ import * as path from "path";
 import { after, before, describe, test } from "node:test";
 import type { Browser, Page } from "puppeteer-core";
 import { ROOT, manifest } from "../fakes";
+import { until as waitUntil } from "../wait";
 
 const E2E = process.env.COMPILOT_E2E ?? "";
 const PYTHON = process.env.COMPILOT_PYTHON || path.resolve(ROOT, "..", "..", ".venv", "bin", "python");
@@ -72,7 +73,6 @@ async function freePort(): Promise<number> {
   });
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("the extension in a real VS Code (code-server), against the real server", { timeout: 8 * WAIT_MS }, () => {
   const skip = why();
@@ -112,19 +112,7 @@ describe("the extension in a real VS Code (code-server), against the real server
     }
   }
 
-  async function until<T>(what: string, probe: () => Promise<T | undefined | false | null | "">, ms = WAIT_MS): Promise<T> {
-    const end = Date.now() + ms;
-    for (;;) {
-      const value = await probe();
-      if (value) {
-        return value;
-      }
-      if (Date.now() > end) {
-        throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-      }
-      await sleep(200);
-    }
-  }
+  const until = <T>(what: string, probe: Parameters<typeof waitUntil<T>>[1], ms = WAIT_MS) => waitUntil(what, probe, ms, 200);
 
   async function keys(combo: string): Promise<void> {
     const parts = combo.split("+");

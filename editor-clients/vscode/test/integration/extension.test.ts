@@ -9,6 +9,7 @@ import * as os from "os";
 import * as path from "path";
 import { after, before, describe, test } from "node:test";
 import { ROOT, defaults } from "../fakes";
+import { until as waitUntil } from "../wait";
 import {
   CancellationTokenSource, CodeAction, CodeActionKind, FakeVscode, InlineCompletionList, Position, Range, document,
 } from "../vscode-fake";
@@ -16,20 +17,8 @@ import {
 const PYTHON = process.env.COMPILOT_PYTHON || path.resolve(ROOT, "..", "..", ".venv", "bin", "python");
 const TIMEOUT_MS = 90_000;
 
-async function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>,
-  ms = TIMEOUT_MS): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value) {
-      return value;
-    }
-    if (Date.now() > end) {
-      throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+/** `until` with this file's bound. */
+const until = <T>(what: string, probe: Parameters<typeof waitUntil<T>>[1], ms = TIMEOUT_MS) => waitUntil(what, probe, ms);
 
 /** Whether Python compiles `source` (the premise and the outcome of a repair, checked as the server
  * checks Python: `compile()`). */
