@@ -32,7 +32,9 @@ from tests.lsp_helpers import (
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 DATA_DIR = fresh_data_dir()
-OPTIONS = {"completion": {"candidates": 2, "maxTokens": 32}}
+# Whole suggestions (predictMs 0): tests here read the model's text (a fence it writes after
+# the body), which a decoding time limit would cut at the first newline on a loaded machine.
+OPTIONS = {"completion": {"candidates": 2, "maxTokens": 32, "predictMs": 0}}
 
 ADD = 'def add(a, b):\n    """Return the sum of a and b."""\n    '
 TAIL = "\n\n\nprint(add(1, 2))\n"
