@@ -74,7 +74,7 @@ from compilot.training.robustness import SHAPES, Item, from_holes
 
 console = Console(width=150)
 METHODS = {  # name: (trl method, settings overrides)
-    "kto": ("kto", {"learning_rate": 2e-4}),
+    "kto": ("kto", {"learning_rate": 2e-4, "kto_sft_weight": 0.0}),
     "kto+sft": ("kto", {"learning_rate": 2e-4, "kto_sft_weight": 1.0}),
     "dpo+sft": ("dpo", {"learning_rate": 2e-4, "sft_weight": 1.0}),
     "sft": ("sft", {"learning_rate": 5e-4}),

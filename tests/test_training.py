@@ -118,8 +118,10 @@ def trained_and_base(base: Path, adapter: Path) -> tuple[Any, Any]:
 # -- choosing a method --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("requested, counts, method", [
-    pytest.param("auto", {"pairs": 9, "desirable": 5, "undesirable": 5, "sft": 3}, "dpo",
-                 id="pairs-dpo"),
+    pytest.param("auto", {"pairs": 9, "desirable": 5, "undesirable": 5, "sft": 3}, "kto",
+                 id="labels-first-kto"),
+    pytest.param("auto", {"pairs": 9, "desirable": 9, "undesirable": 0, "sft": 3}, "dpo",
+                 id="one-label-pairs-dpo"),
     pytest.param("auto", {"pairs": 2, "desirable": 5, "undesirable": 5}, "kto",
                  id="labels-kto"),
     pytest.param("auto", {"pairs": 0, "desirable": 20, "undesirable": 0, "sft": 9}, "sft",
@@ -145,6 +147,21 @@ def test_auto_follows_the_configured_order(order: tuple[str, ...], counts: dict[
     choice = train.choose("auto", counts, 8, order)
     assert choice.method == method
     assert why in choice.reason
+
+
+def test_the_default_order_is_the_studys_and_names_kto_s_sft_term() -> None:
+    """bench/study.py ranked KTO + SFT term first (README): the settings' default and
+    choose()'s agree, and the reason says the KTO round carries its SFT term."""
+    settings = TrainingSettings()
+    assert settings.auto_order == list(train.AUTO_ORDER) == ["kto", "dpo", "sft"]
+    assert settings.kto_sft_weight == 1.0
+    choice = train.choose("auto", {"pairs": 50, "desirable": 9, "undesirable": 9}, 8,
+                          settings.auto_order, settings.kto_sft_weight)
+    assert choice.method == "kto"
+    assert "KTO with an SFT term (weight 1), the first of training.auto_order = kto, dpo, sft" \
+        in choice.reason
+    plain = train.choose("auto", {"desirable": 9, "undesirable": 9}, 8, settings.auto_order)
+    assert "SFT term" not in plain.reason
 
 
 def test_an_order_with_an_unknown_method_is_refused() -> None:

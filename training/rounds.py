@@ -210,7 +210,8 @@ def run_round(settings: Settings, *, dataset: Path | None = None, method: str | 
             Store.in_dir(home), settings, serving=serving,
             serving_since=serving_info.promoted_at if serving_info else None)
     choice = train.choose(method or settings.training.method, round_data.counts(),
-                          settings.training.min_examples, settings.training.auto_order)
+                          settings.training.min_examples, settings.training.auto_order,
+                          settings.training.kto_sft_weight)
     log.info("round: %s (data: %s)", choice.reason, round_data.source)
     result = RoundResult(choice, round_data.source)
     rows = round_data.rows.get(choice.method)

@@ -61,20 +61,21 @@ class Choice:
     reason: str
 
 
-AUTO_ORDER = ("dpo", "kto", "sft")
-"""``training.auto_order``'s default: pairs (DPO + SFT term, the richest signal), then labels,
-then revisions alone."""
+AUTO_ORDER = ("kto", "dpo", "sft")
+"""``training.auto_order``'s default, the ranking bench/study.py measured: labels (KTO with its
+SFT term), then pairs (DPO + SFT term), then revisions alone."""
 
 
 def choose(requested: str, counts: dict[str, int], min_examples: int,
-           order: Sequence[str] = AUTO_ORDER) -> Choice:
+           order: Sequence[str] = AUTO_ORDER, kto_sft_weight: float = 0.0) -> Choice:
     """The method for ``requested`` ("auto" or a method) given the rows at hand.
 
     ``counts``: ``pairs`` (DPO rows), ``desirable`` and ``undesirable`` (KTO labels), ``sft``
     (revisions and accepted compiling completions). auto takes the first method of ``order``
     (``training.auto_order``: the ranking bench/study.py measured) that has enough rows: DPO
     ``min_examples`` pairs, KTO as many labels of both kinds together (it needs both), SFT as
-    many revisions and kept completions.
+    many revisions and kept completions. ``kto_sft_weight`` (``training.kto_sft_weight``) is
+    named in the reason when KTO carries its SFT term.
     """
     pairs, good, bad, sft = (counts.get(k, 0) for k in ("pairs", "desirable", "undesirable",
                                                          "sft"))
@@ -92,7 +93,8 @@ def choose(requested: str, counts: dict[str, int], min_examples: int,
         "dpo": (pairs >= min_examples, f"{pairs} preference pairs (>= {min_examples}): DPO "
                                        "with an SFT term on the chosen side"),
         "kto": (bool(good and bad and good + bad >= min_examples),
-                f"{good} desirable and {bad} undesirable labels: KTO"),
+                f"{good} desirable and {bad} undesirable labels: KTO"
+                + (f" with an SFT term (weight {kto_sft_weight:g})" if kto_sft_weight else "")),
         "sft": (sft >= min_examples, f"{sft} revisions and kept completions: SFT"),
     }
     skipped: list[str] = []
