@@ -6,7 +6,7 @@ adapter on the demo's held-out prompts (raw output and what the server shows), a
 base's figures that the demo recorded. Prints a table.
 
     .venv/bin/python bench/methods.py                   # the newest demo run in the data dir
-    .venv/bin/python bench/methods.py --run DIR --runs sft:5e-4,kto:2e-4,kto+grade:2e-4
+    .venv/bin/python bench/methods.py --run DIR --runs sft:5e-4,kto:2e-4,kto+grade:2e-4,kto+sft:2e-4
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ from compilot.training import rounds
 from compilot.training.base import BASE_DIR
 from compilot.training.evaluate import Evaluation
 
+VARIANTS = {"kto": ("", "grade", "sft"), "dpo": ("", "sft"), "sft": ("",)}
+"""The runs --runs names: a method, and for KTO how its rows are drawn or its SFT term."""
+
 
 def newest_run(home: DataDir) -> Path:
     runs = sorted(home.demo_runs.glob("*/events.db"))
@@ -45,7 +48,8 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="a demo run folder (holds events.db)")
     parser.add_argument("--runs", default="kto:2e-4,kto+grade:2e-4,dpo:2e-4,sft:2e-4,sft:5e-4",
                         help="method:learning-rate pairs (kto+grade: KTO rows resampled by "
-                             "graded outcome, training.kto_weighting)")
+                             "graded outcome, training.kto_weighting; kto+sft: KTO with an SFT "
+                             "term on the desirable side, training.kto_sft_weight = 1)")
     args = parser.parse_args()
     quiet_libraries()
     home = DataDir.of(settings_mod.load()[0])
@@ -64,9 +68,15 @@ def main() -> None:
         table.add_column(column, justify="left" if column in ("method", "gate") else "right")
     base = base_eval.raw["held_out"]["compile@1"], base_eval.held_out["compile@1"]
     table.add_row("base", "", "", "", "", f"{base[0]:.2f}", f"{base[1]:.2f}", "")
-    for spec in args.runs.split(","):
-        name, lr = spec.split(":")
-        method, _, weighting = name.partition("+")  # "kto+grade": KTO resampled by grade
+    specs = [spec.split(":") for spec in args.runs.split(",")]
+    for name, _ in specs:  # every run named right before the first one trains
+        method, _, variant = name.partition("+")
+        if variant not in VARIANTS.get(method, ("",)):
+            raise SystemExit(f"unknown run {name!r}: one of kto, kto+grade, kto+sft, dpo, sft")
+    for name, lr in specs:
+        # "kto+grade": KTO resampled by grade; "kto+sft": KTO with its SFT term (weight 1);
+        # "dpo" always has its SFT term (training.sft_weight)
+        method, _, variant = name.partition("+")
         with tempfile.TemporaryDirectory(prefix="compilot-methods-") as tmp:
             root = Path(tmp)
             shutil.copy(run / "events.db", DataDir(root).events_db)
@@ -75,7 +85,9 @@ def main() -> None:
             settings = replace(
                 settings, training=replace(settings.training, method=method,
                                            learning_rate=float(lr),
-                                           kto_weighting=weighting or "none",
+                                           kto_weighting="grade" if variant == "grade"
+                                           else "none",
+                                           kto_sft_weight=1.0 if variant == "sft" else 0.0,
                                            base=str(checkpoint) if checkpoint else None),
                 gate=replace(settings.gate, humaneval=0))
             prompts = prompts_at_holes(held, settings)
