@@ -15,7 +15,9 @@ Per request it reports the time from the request to the answer (the debounce com
 add it for the time from the keystroke), split into the first request after opening a file,
 the first after moving to another function, the first after an accept, and the keystrokes
 while typing: p50 / p95, the share answered with a suggestion within 300 ms, and where the
-answer came from (the model, the cache, typed through an earlier suggestion). Side by side in
+answer came from (the model, the cache, typed through an earlier suggestion), and where its
+tokens went (p50: evaluated by the warm-up before it, evaluated and reused by the request,
+generated). Side by side in
 the same run, for every request the model answered, a direct llama-cpp-python call on the very
 token ids the server evaluated, generating as many tokens as the server did: the floor.
 
@@ -116,6 +118,11 @@ class Figures:
     accepted: int = 0
     late: int = 0
     """Answers that came after the typist's next key would have (an editor would cancel)."""
+    tokens: dict[str, list[dict[str, int]]] = field(
+        default_factory=lambda: {k: [] for k in KINDS})
+    """Per request: prompt tokens the warm-up evaluated since the previous answer, the tokens
+    the request itself evaluated and reused, and those it generated (where a first request's
+    time goes)."""
 
 
 class Replay:
@@ -125,6 +132,7 @@ class Replay:
         self.client, self.args, self.direct = client, args, direct
         self.figures = Figures()
         self.version = 0
+        self.warmed = 0  # the engine's warmed_tokens after the last answer
 
     async def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = await command(self.client, "compilot.stats", {"prompt": True})
@@ -146,8 +154,13 @@ class Replay:
         f.late += ms > gap_ms - self.args.debounce_ms
         service = {k: after["service"][k] - before["service"][k]
                    for k in ("typed_through", "cache_hits")}
-        generated = (after["engine"]["generated_tokens"]
-                     - before["engine"]["generated_tokens"])
+        engine = {k: after["engine"][k] - before["engine"][k]
+                  for k in ("generated_tokens", "prompt_tokens", "reused_tokens")}
+        generated = engine["generated_tokens"]
+        f.tokens[kind].append({"warmed": after["engine"]["warmed_tokens"] - self.warmed,
+                               "evaluated": engine["prompt_tokens"],
+                               "reused": engine["reused_tokens"], "generated": generated})
+        self.warmed = after["engine"]["warmed_tokens"]
         source = ("typed" if service["typed_through"] else "cache" if service["cache_hits"]
                   else "model" if generated else "none")
         f.sources[source] = f.sources.get(source, 0) + 1
@@ -253,7 +266,9 @@ def summary(f: Figures, args: argparse.Namespace) -> dict[str, Any]:
         out[kind] = {"requests": len(ms), "p50_ms": round(pct(ms, .5), 1),
                      "p95_ms": round(pct(ms, .95), 1),
                      "shown": round(sum(shown) / len(shown), 3) if shown else None,
-                     "shown_within_300ms": round(within / len(ms), 3) if ms else None}
+                     "shown_within_300ms": round(within / len(ms), 3) if ms else None,
+                     "tokens_p50": {k: pct([t[k] for t in f.tokens[kind]], .5) for k in (
+                         "warmed", "evaluated", "reused", "generated")}}
     ratios = [m / d for m, d in zip(f.model_ms, f.direct_ms, strict=True) if d > 0]
     out["floor"] = {"requests": len(f.direct_ms),
                     "direct_p50_ms": round(pct(f.direct_ms, .5), 1),
@@ -315,6 +330,9 @@ async def main() -> None:
         print(f"{kind:<10} requests {r['requests']:4d}  p50 {r['p50_ms']:7.1f} ms  p95 "
               f"{r['p95_ms']:7.1f} ms  with a suggestion {r['shown']}  shown within 300 ms "
               f"{r['shown_within_300ms']}")
+        t = r["tokens_p50"]
+        print(f"{'':<10} tokens p50: warmed before {t['warmed']:.0f}, evaluated "
+              f"{t['evaluated']:.0f}, reused {t['reused']:.0f}, generated {t['generated']:.0f}")
     fl = result["floor"]
     print(f"model answers {fl['requests']}: server p50 {fl['server_p50_ms']} / p95 "
           f"{fl['server_p95_ms']} ms, direct llama-cpp-python p50 {fl['direct_p50_ms']} / p95 "
