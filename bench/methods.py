@@ -68,15 +68,16 @@ def main() -> None:
         table.add_column(column, justify="left" if column in ("method", "gate") else "right")
     base = base_eval.raw["held_out"]["compile@1"], base_eval.held_out["compile@1"]
     table.add_row("base", "", "", "", "", f"{base[0]:.2f}", f"{base[1]:.2f}", "")
-    specs = [spec.split(":") for spec in args.runs.split(",")]
-    for name, _ in specs:  # every run named right before the first one trains
+    # "kto+grade": KTO resampled by grade; "kto+sft": KTO with its SFT term (weight 1); "dpo"
+    # always has its SFT term (training.sft_weight). Every run is checked before one trains.
+    specs = []
+    for spec in args.runs.split(","):
+        name, lr = spec.split(":")
         method, _, variant = name.partition("+")
         if variant not in VARIANTS.get(method, ("",)):
             raise SystemExit(f"unknown run {name!r}: one of kto, kto+grade, kto+sft, dpo, sft")
-    for name, lr in specs:
-        # "kto+grade": KTO resampled by grade; "kto+sft": KTO with its SFT term (weight 1);
-        # "dpo" always has its SFT term (training.sft_weight)
-        method, _, variant = name.partition("+")
+        specs.append((name, method, variant, lr))
+    for name, method, variant, lr in specs:
         with tempfile.TemporaryDirectory(prefix="compilot-methods-") as tmp:
             root = Path(tmp)
             shutil.copy(run / "events.db", DataDir(root).events_db)

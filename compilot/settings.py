@@ -247,7 +247,7 @@ class TrainingSettings:
     """The methods auto tries, best first: KTO on labels of both kinds (with its SFT term,
     kto_sft_weight), DPO + SFT term on preference pairs, SFT on revisions and kept completions.
     The order is bench/study.py's (README, "Measured"): after two rounds on 300-500 rows KTO +
-    SFT term met every target of the study, at half DPO + SFT's training time, and kept
+    SFT term met every target of the study, at two thirds of DPO + SFT's training time, and kept
     HumanEval exec@1, which DPO + SFT lost in its first round."""
     base: str | None = None
     """An HF checkpoint folder to train; empty means the serving GGUF, dequantized once."""
