@@ -23,7 +23,7 @@ and torch's numerics differ between CPUs and a pairing of scores must come from 
     .venv/bin/python bench/study.py --part base      # the base on every suite
     .venv/bin/python bench/study.py --part round1    # train and score each method's round 1
     .venv/bin/python bench/study.py --part round2    # bootstrap by each round-1 adapter, train
-    .venv/bin/python bench/study.py --part sweep --sweep-method kto+sft   # LoRA r 4/8/16/32
+    .venv/bin/python bench/study.py --part sweep --sweep-method kto+sft   # LoRA r and alpha
     .venv/bin/python bench/study.py --part table     # print what is there (also after each part)
 
 On another CPU, ``--part check --machine <folder>`` scores the base's held-out suite here and
@@ -389,30 +389,39 @@ def table(study: Study) -> Table:
     return out
 
 
-def sweep(study: Study, method: str, ranks: list[int], suites: tuple[str, ...]) -> Table:
+def sweep(study: Study, method: str, ranks: list[int], alphas: list[int],
+          suites: tuple[str, ...]) -> Table:
     """The LoRA trade-off table of one method's first round (the course-project seed's):
-    rank (alpha = 2 x rank), trainable parameters, training time, peak memory, compile@1 on
-    ``suites`` (by default the held-out one). The rank the settings train with is that
-    method's round-1 adapter itself, not trained again."""
-    out = Table(title=f"LoRA sweep, {method}, round 1 (alpha = 2 x r)")
+    each rank of ``ranks`` at alpha = 2 x rank, then the settings' rank at each alpha of
+    ``alphas`` (the scale alpha / r apart from the rank); trainable parameters, training time,
+    peak memory, compile@1 on ``suites`` (by default the held-out one). The rank and alpha the
+    settings train with are that method's round-1 adapter itself, not trained again."""
+    tr = study.settings.training
+    configs = [(r, 2 * r) for r in ranks] + [(tr.lora_r, a) for a in alphas]
+    out = Table(title=f"LoRA sweep, {method}, round 1")
     for column in ("r", "alpha", "trainable params", "train s", "peak MB", "held-out raw",
                    "held-out shown"):
         out.add_column(column, justify="right")
     store = study.store("round1")
-    tr = study.settings.training
-    for r in ranks:
-        default = r == tr.lora_r and 2 * r == tr.lora_alpha
-        name = f"{method}-1" if default else f"sweep-{method}-r{r}"
+    for r, alpha in dict.fromkeys(configs):
+        default = r == tr.lora_r and alpha == tr.lora_alpha
+        name = f"{method}-1" if default else sweep_name(method, r, alpha)
         committed = RESULTS / study.machine.name / "adapters" / f"{name}.json"
         report = json.loads(committed.read_text()) if default and committed.exists() else \
             study.train(name, method, store, "base", None,
-                        {} if default else {"lora_r": r, "lora_alpha": 2 * r})
+                        {} if default else {"lora_r": r, "lora_alpha": alpha})
         scores = study.scores(name, study.adapter_dir(name) / "adapter.gguf", suites=suites)
         held = scores.get("held-out", {}).get("per_prompt", {})
-        out.add_row(str(r), str(2 * r), f"{report['trainable_params']:,}",
+        out.add_row(str(r), str(alpha), f"{report['trainable_params']:,}",
                     f"{report['train_s']:.0f}", f"{report['peak_memory_mb']:.0f}",
                     f"{rate(held.get('raw', [])):.2f}", f"{rate(held.get('server', [])):.2f}")
     return out
+
+
+def sweep_name(method: str, r: int, alpha: int) -> str:
+    """A sweep adapter's name: by rank where alpha is 2 x rank (the names of the first sweep
+    runs), by rank and alpha otherwise."""
+    return f"sweep-{method}-r{r}" + ("" if alpha == 2 * r else f"-a{alpha}")
 
 
 def check(study: Study) -> bool:
@@ -432,6 +441,11 @@ def check(study: Study) -> bool:
         console.print(f"held-out {mode}: {len(a)} prompts, {differ} scored otherwise than in "
                       f"{study.machine.name} ({rate(a):.2f} here, {rate(b):.2f} there)")
     return same
+
+
+def numbers(text: str) -> list[int]:
+    """A comma-separated list of integers ("" for none)."""
+    return [int(n) for n in text.split(",") if n.strip()]
 
 
 def main() -> None:
@@ -458,7 +472,9 @@ def main() -> None:
                         help="the machine folder to use (default: this CPU's key); another "
                              "CPU's, once --part check found this one scores as it did")
     parser.add_argument("--sweep-method", default="kto+sft")
-    parser.add_argument("--ranks", default="4,8,16,32")
+    parser.add_argument("--ranks", default="4,8,16,32", help="LoRA ranks (alpha = 2 x r)")
+    parser.add_argument("--alphas", default="16,64",
+                        help="alphas tried at the settings' rank (training.lora_r)")
     parser.add_argument("--sweep-suites", default="held-out",
                         help=f"the suites each sweep adapter is scored on ({', '.join(SUITES)})")
     args = parser.parse_args()
@@ -491,8 +507,8 @@ def main() -> None:
             study.train(name, method, store, f"{method}-1", first / "peft", {})
             study.scores(name, study.adapter_dir(name) / "adapter.gguf")
     elif args.part == "sweep":
-        console.print(sweep(study, args.sweep_method, [int(r) for r in args.ranks.split(",")],
-                            tuple(args.sweep_suites.split(","))))
+        console.print(sweep(study, args.sweep_method, numbers(args.ranks),
+                            numbers(args.alphas), tuple(args.sweep_suites.split(","))))
     console.print(table(study))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     console.print(f"part {args.part} done; peak memory {usage.ru_maxrss / 1024:.0f} MB")

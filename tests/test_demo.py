@@ -48,6 +48,10 @@ def test_a_tiny_demo_round_runs_the_whole_loop(tmp_path: Path, base_checkpoint: 
     assert session["requests"] == 4 and session["served_by"] == "base"
     assert 1 <= session["accepted"] <= session["shown"]
     assert one["training"]["steps"] == 2 and one["status"] in ("promoted", "rejected")
+    # KTO with its SFT term, or SFT where the four tasks' labels were all of one kind.
+    assert one["training"]["method"] in ("kto", "sft")
+    assert ("KTO with an SFT term" in one["training"]["reason"]
+            or "kto: not enough" in one["training"]["reason"])
     if one["status"] == "promoted":
         assert one["swap_s"] >= 0  # the running server served the new adapter
 

@@ -94,3 +94,13 @@ def test_another_cpu_goes_on_in_a_folder_only_where_its_numerics_agree(tmp_path:
     raw = mine["held-out"]["per_prompt"]["raw"]
     raw[0] = not raw[0]
     assert s.check(fake) is False
+
+
+def test_the_lora_sweep_names_each_rank_and_alpha_once() -> None:
+    s = study()
+    # Alpha = 2 x r keeps the first sweep's names (their cached adapters and scores) ...
+    assert s.sweep_name("kto+sft", 8, 16) == "sweep-kto+sft-r8"
+    # ... another alpha at the same rank is another adapter.
+    assert s.sweep_name("kto+sft", 16, 64) == "sweep-kto+sft-r16-a64"
+    assert len({s.sweep_name("kto", r, a) for r in (4, 8, 16) for a in (8, 16, 32)}) == 9
+    assert s.numbers("4, 8,32") == [4, 8, 32] and s.numbers("") == []

@@ -88,6 +88,8 @@ def print_round(r: dict[str, Any]) -> None:
         console.print(f"  trained {t['method']} on {t['examples']} examples in "
                       f"{t['train_s']:.0f} s ({t['examples_per_s']:.2f} ex/s): "
                       f"{r['model']} {r['status']}: {r['verdict']}")
+        if t.get("reason"):
+            console.print(f"  method: {t['reason']}")
     table = Table("round", "model", "status",
                   *(f"{title} raw / shown" for _, _, title in EVALUATION))
     table.add_row(*_evaluation_row(r))
@@ -127,7 +129,8 @@ async def run_demo(*, rounds: int, size: str, seed: int) -> Path:
         "started": stamp, "model": model.name, "root": str(root), "rounds_run": 0,
         "setup": {"size": size, "seed": seed, "rounds": rounds, **{
             k: getattr(chosen, k) for k in ("tasks", "held_out", "humaneval", "max_length",
-                                            "max_steps", "learning_rate", "method")}},
+                                            "max_steps", "learning_rate", "method", "auto_order",
+                                            "kto_sft_weight")}},
         "rounds": []}
     known: dict[str, Any] = {}
     with progress:
