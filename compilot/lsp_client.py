@@ -13,10 +13,23 @@ from pygls.lsp.client import LanguageClient
 TIMEOUT = 300.0  # seconds for any one wait on the server
 
 
+class EditorClient(LanguageClient):
+    """A client that keeps what the server publishes, as an editor shows it: the diagnostics
+    of each document (compilot flags a broken accepted completion that has a checked fix)."""
+
+    def __init__(self) -> None:
+        super().__init__("compilot-client", "1")
+        self.diagnostics: dict[str, list[types.Diagnostic]] = {}
+
+        @self.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        def published(params: types.PublishDiagnosticsParams) -> None:
+            self.diagnostics[params.uri] = list(params.diagnostics)
+
+
 async def start_server(options: dict[str, Any] | None = None,
-                       env: dict[str, str] | None = None) -> LanguageClient:
+                       env: dict[str, str] | None = None) -> EditorClient:
     """`compilot serve` as a subprocess (this interpreter), initialized as an editor would."""
-    client = LanguageClient("compilot-client", "1")
+    client = EditorClient()
     read_code_actions(client)
     await client.start_io(sys.executable, "-m", "compilot", "serve", env=env)
     await asyncio.wait_for(client.initialize_async(types.InitializeParams(
