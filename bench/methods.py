@@ -7,6 +7,8 @@ base's figures that the demo recorded. Prints a table.
 
     .venv/bin/python bench/methods.py                   # the newest demo run in the data dir
     .venv/bin/python bench/methods.py --run DIR --runs sft:5e-4,kto:2e-4,kto+grade:2e-4,kto+sft:2e-4
+    .venv/bin/python bench/methods.py --runs kto+sft:5e-4 --boundaries healed=1,indented=2
+                                        # training.boundaries for every run
 """
 
 from __future__ import annotations
@@ -50,7 +52,13 @@ def main() -> None:
                         help="method:learning-rate pairs (kto+grade: KTO rows resampled by "
                              "graded outcome, training.kto_weighting; kto+sft: KTO with an SFT "
                              "term on the desirable side, training.kto_sft_weight = 1)")
+    parser.add_argument("--boundaries", default=None,
+                        help="training.boundaries for every run, as name=weight pairs "
+                             "(healed=3,newline=1,indented=1,mid_line=1); default: the settings'")
     args = parser.parse_args()
+    boundaries = None if args.boundaries is None else {
+        name: float(weight) for name, _, weight in
+        (pair.partition("=") for pair in args.boundaries.split(","))}
     quiet_libraries()
     home = DataDir.of(settings_mod.load()[0])
     run = args.run or newest_run(home)
@@ -89,6 +97,7 @@ def main() -> None:
                                            kto_weighting="grade" if variant == "grade"
                                            else "none",
                                            kto_sft_weight=1.0 if variant == "sft" else 0.0,
+                                           boundaries=boundaries or settings.training.boundaries,
                                            base=str(checkpoint) if checkpoint else None),
                 gate=replace(settings.gate, humaneval=0))
             prompts = prompts_at_holes(held, settings)
