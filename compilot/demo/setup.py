@@ -37,7 +37,8 @@ class Size:
 # output as much as SFT did; SFT on the kept completions and revisions did too, but it lost
 # ground at the robustness gate's prompt boundaries in a full demo run. So a demo round trains
 # KTO with its SFT term on the session's compile labels, and falls back to SFT only where the
-# session has labels of one kind alone (the tiny size's four tasks may).
+# session has labels of one kind alone (the tiny size's four tasks may). Its first full run
+# (README) had both rounds rejected by the robustness gate's "indented" prompts, as SFT's was.
 
 
 SIZES = {
