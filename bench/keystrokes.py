@@ -258,6 +258,7 @@ async def warm_up(client: LanguageClient, data_dir: str) -> None:
 def summary(f: Figures, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"settings": {k: getattr(args, k) for k in (
         "files", "keys", "interval_ms", "pause_ms", "debounce_ms", "read_ms", "candidates",
+        "context",
         "max_tokens", "prefix_chars")}, "keystrokes": f.keystrokes, "accepted": f.accepted,
         "late": f.late, "sources": f.sources}
     for kind in KINDS:
@@ -295,6 +296,9 @@ async def main() -> None:
     ap.add_argument("--candidates", type=int, default=None, help="default: the setting's")
     ap.add_argument("--max-tokens", type=int, default=None, help="default: the setting's")
     ap.add_argument("--prefix-chars", type=int, default=None, help="default: the setting's")
+    ap.add_argument("--context", choices=("on", "off"), default=None,
+                    help="other files' chunks in the prompt (context.enabled); default: the "
+                         "setting's")
     ap.add_argument("--seed", type=int, default=4)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -305,6 +309,8 @@ async def main() -> None:
         k: v for k, v in (("candidates", args.candidates), ("maxTokens", args.max_tokens),
                           ("prefixChars", args.prefix_chars))
         if v is not None}}
+    if args.context is not None:
+        options["context"] = {"enabled": args.context == "on"}
     client = await start_server(options, env={
         **os.environ, "COMPILOT_DATA_DIR": data_dir,
         "COMPILOT_CONFIG": str(Path(data_dir) / "none.toml")})

@@ -110,11 +110,13 @@ class CompletionSettings:
     """After a suggestion is shown, compute in the background the answer that follows
     accepting it, so that Tab and the next request is a cache hit."""
     predict_ms: float = 250.0
-    """Milliseconds of decoding after which an editor's suggestion ends at its next newline
-    (llama.cpp's t_max_predict_ms, which llama.vim sets): whole lines in bounded time, the
-    rest left to the next request, which the prefetch computes ahead (0: no limit, only
-    max_tokens). Evaluations and bootstrapping never use it, so their figures do not depend on
-    the speed of the machine."""
+    """Milliseconds from a request's arrival after which an editor's suggestion ends at its
+    next newline (llama.cpp's t_max_predict_ms, which llama.vim sets; counted from the arrival,
+    not from the start of decoding, so that a request that spent them on its prompt ends with
+    its first line): whole lines in bounded time, the rest left to the next request, which
+    the prefetch computes ahead (0: no limit, only max_tokens). Candidates after the first end
+    with it once the time is up, with the lines they completed. Evaluations and bootstrapping
+    never use it, so their figures do not depend on the speed of the machine."""
 
     def __post_init__(self) -> None:
         _between("completion.candidates", self.candidates, 1, MAX_CANDIDATES)

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from pathspec import GitIgnoreSpec
@@ -43,7 +43,7 @@ from compilot.server.engine import Cancelled, Engine, ModelLoadError, Sampling
 from compilot.server.postprocess import Cursor, cut, should_stop
 from compilot.server.prompt import Window, heal, unheal, window
 from compilot.server.rank import MAX_FULL_PARSE_BYTES, rank
-from compilot.server.scheduler import Scheduler
+from compilot.server.scheduler import Priority, Scheduler
 from compilot.settings import Settings
 from compilot.thread_budget import ThreadBudget
 
@@ -242,15 +242,17 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
                     cancelled: Callable[[], bool] = lambda: False,
                     context: Choice = NONE, path: str | None = None,
                     background: bool = False, trees: Trees | None = None,
-                    document: str | None = None) -> tuple[list[Candidate], list[str]]:
+                    document: str | None = None,
+                    since: float | None = None) -> tuple[list[Candidate], list[str]]:
     """The server's model pipeline for one window: heal → prompt → generate → cut → rank.
 
     Returns (ranked candidates, the model's raw texts). ``before``/``after`` are the whole
     document around the cursor for the splice check (default: the window); ``context`` the
     chunks of other files the prompt carries (``context_prompt``) and ``path`` how it names
     this file; ``background``: a prefetch (``Engine.generate``); ``trees`` and ``document``
-    (its key there): the document's last syntax tree, edited instead of parsed afresh. The
-    evaluator calls this too, so that what it measures is what the server shows.
+    (its key there): the document's last syntax tree, edited instead of parsed afresh;
+    ``since``: the request's arrival (``time.monotonic()``), from which ``sampling.predict_ms``
+    counts. The evaluator calls this too, so that what it measures is what the server shows.
     """
     prompt_prefix, held = heal(prefix)
     tokens = context_prompt(engine, prompt_prefix, suffix, sampling.max_tokens, language,
@@ -263,6 +265,7 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
     candidates = engine.generate(
         tokens, sampling, forced=held, cancelled=cancelled, background=background,
         stop=lambda text: should_stop(unheal(text, held), prefix, suffix, language, cursor),
+        since=since,
     )
     cut_ = [replace(c, text=cut(unheal(c.raw, held), prefix, suffix, language, cursor))
             for c in candidates]
@@ -427,7 +430,7 @@ class CompletionService:
     # -- ahead of a request ----------------------------------------------------------------
 
     def warm(self, uri: str, document: str, offset: int, *,
-             language_id: str | None = None) -> Future[object] | None:
+             language_id: str | None = None) -> Future[Any] | None:
         """Evaluate the window at ``offset`` into the KV cache in the background (a document
         was opened or focused, the cursor rests in a new place), so that the first request
         there evaluates only what was typed since. The lowest priority: any request stops it,
@@ -443,6 +446,11 @@ class CompletionService:
                      anchor=self._anchors.get(uri))
         self._anchors[uri] = win.start
         context, path = self._choose(uri, win, language, document), self._paths.get(uri)
+        pending = self._prefetching.get(self._key(win, language, context))
+        if pending is not None:
+            # A suggestion accepted: the cursor rests where the prefetch computes the next
+            # answer. It evaluates this window already, and a warm-up would supersede it.
+            return pending
         self.counters.warm_ups += 1
 
         def work(cancelled: Callable[[], bool]) -> int:
@@ -457,7 +465,8 @@ class CompletionService:
             # the last tokens are where typing goes on: they would be evaluated again
             return engine.warm(tokens[:-WARM_TAIL], cancelled)
 
-        return self.scheduler.submit(work, key=f"warm:{uri}", background=True).future
+        # one warm-up at a time, of any document: the cursor rests in one place
+        return self.scheduler.submit(work, key="warm", priority=Priority.WARM).future
 
     def _warm_when_loaded(self, uri: str, document: str, offset: int,
                           language_id: str | None) -> None:
@@ -494,8 +503,7 @@ class CompletionService:
         next_win = window(after, at, prefix_chars=c.prefix_chars,
                           suffix_chars=c.suffix_chars, anchor=win.start)
         context, path = self._choose(uri, next_win, language, after), self._paths.get(uri)
-        key = (next_win.prefix, next_win.suffix, language.id, self.adapter, sampling,
-               c.rank_by_syntax, context.key)
+        key = self._key(next_win, language, context)
         if key in self._cache or key in self._prefetching:
             return
         loop = asyncio.get_running_loop()
@@ -508,7 +516,7 @@ class CompletionService:
             with contextlib.suppress(RuntimeError):  # the loop has ended: nobody asks
                 loop.call_soon_threadsafe(self._prefetched, key, future)
 
-        job = self.scheduler.submit(work, key=f"prefetch:{uri}", background=True)
+        job = self.scheduler.submit(work, key=f"prefetch:{uri}", priority=Priority.BACKGROUND)
         self._prefetching[key] = job.future
         job.future.add_done_callback(done)
 
@@ -537,6 +545,17 @@ class CompletionService:
 
     # -- completions -----------------------------------------------------------------------
 
+    def _sampling(self) -> Sampling:
+        """How an editor's request samples (the settings, with the editor's time limit)."""
+        c = self.settings.completion
+        return Sampling.from_settings(c, predict_ms=c.predict_ms)
+
+    def _key(self, win: Window, language: Language, context: Choice) -> tuple[object, ...]:
+        """What tells answers apart in the cache: the window, what the model and the ranking
+        were, the chunks of other files the prompt carried."""
+        return (win.prefix, win.suffix, language.id, self.adapter, self._sampling(),
+                self.settings.completion.rank_by_syntax, context.key)
+
     def _typed_through(self, uri: str, win: Window) -> list[Candidate] | None:
         last = self._last.get(uri)
         if last is None or win.suffix != last.window.suffix or win.start != last.window.start:
@@ -553,9 +572,9 @@ class CompletionService:
     def _compute(self, document: str, offset: int, win: Window, language: Language,
                  sampling: Sampling, cancelled: Callable[[], bool], context: Choice = NONE,
                  path: str | None = None, background: bool = False,
-                 uri: str | None = None) -> list[Candidate]:
+                 uri: str | None = None, since: float | None = None) -> list[Candidate]:
         """Model work, on the worker thread (``uri``: the document, whose last syntax tree
-        is edited instead of parsed afresh)."""
+        is edited instead of parsed afresh; ``since``: the request's arrival)."""
         if self.engine is None:
             return []
         if self.threads is not None:
@@ -568,13 +587,13 @@ class CompletionService:
             self.engine, win.prefix, win.suffix, language, sampling, before=before, after=after,
             rank_by_syntax=self.settings.completion.rank_by_syntax, cancelled=cancelled,
             context=context, path=path, background=background, trees=self._trees,
-            document=uri)
+            document=uri, since=since)
         return ranked
 
     async def complete(self, uri: str, document: str, offset: int, *, line: int = 0,
                        character: int = 0, language_id: str | None = None) -> Answer:
         """Ranked candidates for the cursor at ``offset`` (a str index) of ``document``."""
-        started = time.perf_counter()
+        started, arrived = time.perf_counter(), time.monotonic()
         self.counters.requests += 1
         if self.labeller is not None:
             self.labeller.request()
@@ -594,11 +613,10 @@ class CompletionService:
         win = window(document, offset, prefix_chars=c.prefix_chars, suffix_chars=c.suffix_chars,
                      anchor=self._anchors.get(uri))
         self._anchors[uri] = win.start
-        sampling = Sampling.from_settings(c, predict_ms=c.predict_ms)
+        sampling = self._sampling()
         await self._cut_landed()
         context = self._choose(uri, win, language, document)
-        key = (win.prefix, win.suffix, language.id, self.adapter, sampling, c.rank_by_syntax,
-               context.key)
+        key = self._key(win, language, context)
 
         source = Source.MODEL
         ranked = self._typed_through(uri, win)
@@ -614,9 +632,10 @@ class CompletionService:
             self.counters.joined_prefetches += 1
         else:
             job = self.scheduler.submit(
+                # predict_ms counts from the arrival: the user waits for the prompt too
                 lambda cancelled: self._compute(document, offset, win, language, sampling,
                                                 cancelled, context, self._paths.get(uri),
-                                                uri=uri),
+                                                uri=uri, since=arrived),
                 key=uri,
             )
             try:

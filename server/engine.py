@@ -107,6 +107,16 @@ class _Sequence:
     out: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     data: bytes = b""
+    pieces: list[bytes] = field(default_factory=list)
+
+    def whole_lines(self) -> None:
+        """Drop what follows the last newline generated (all of it if there is none): the
+        candidate ends with the line it completed last."""
+        keep = len(self.pieces)
+        while keep and b"\n" not in self.pieces[keep - 1]:
+            keep -= 1
+        del self.out[keep:], self.logprobs[keep:], self.pieces[keep:]
+        self.data = b"".join(self.pieces)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,11 +130,13 @@ class Sampling:
     top_p: float
     seed: int
     predict_ms: float = 0.0
-    """Milliseconds of decoding after which a candidate ends at its next newline (llama.cpp
-    server's ``t_max_predict_ms``, which llama.vim sets): a suggestion of whole lines in
-    bounded time, the rest left to the next request (or its prefetch); 0: no limit. Only the
-    editor's requests set it (``completion.predict_ms``): evaluations and training data must
-    not depend on the speed of the machine."""
+    """Milliseconds after which a candidate ends at its next newline (llama.cpp server's
+    ``t_max_predict_ms``, which llama.vim sets), counted from ``generate``'s ``since`` (an
+    editor's request: its arrival, what the user waits for) or else from the start of
+    decoding: a suggestion of whole lines in bounded time, the rest left to the next request
+    (or its prefetch); 0: no limit. Only the editor's requests set it
+    (``completion.predict_ms``): evaluations and training data must not depend on the speed of
+    the machine."""
 
     @classmethod
     def from_settings(cls, completion: CompletionSettings, **overrides: Any) -> Sampling:
@@ -136,9 +148,12 @@ class Sampling:
         return cls(**{**values, **overrides})
 
 
-def _deadline(sampling: Sampling) -> float:
-    """When the candidates started now end at their next newline (``Sampling.predict_ms``)."""
-    return time.monotonic() + sampling.predict_ms / 1000 if sampling.predict_ms > 0 else 0.0
+def _deadline(sampling: Sampling, since: float | None = None) -> float:
+    """When candidates end at their next newline (``Sampling.predict_ms`` after ``since``, a
+    ``time.monotonic()``, or after now); 0: never."""
+    if sampling.predict_ms <= 0:
+        return 0.0
+    return (time.monotonic() if since is None else since) + sampling.predict_ms / 1000
 
 
 def _check_gguf(path: Path) -> None:
@@ -378,7 +393,7 @@ class Engine:
     def generate(self, tokens: list[int], sampling: Sampling, *, forced: str = "",
                  stop: Callable[[str], bool] = lambda _text: False,
                  cancelled: Callable[[], bool] = lambda: False,
-                 background: bool = False) -> list[Candidate]:
+                 background: bool = False, since: float | None = None) -> list[Candidate]:
         """``sampling.n`` candidates after ``tokens``: the first greedy, the rest sampled.
 
         ``forced`` is text every candidate must begin with (token healing: the prompt's
@@ -386,7 +401,9 @@ class Engine:
         it, so the model picks its natural token boundary, such as newline-plus-indent).
         ``stop(text)`` ends a candidate early; ``cancelled()`` aborts the whole request
         (raising Cancelled) between prompt batches and between tokens. A ``background``
-        generation (prefetch) is counted in ``background_tokens`` only.
+        generation (prefetch) is counted in ``background_tokens`` only. ``since`` (a
+        ``time.monotonic()``): when the time of ``sampling.predict_ms`` started, the request's
+        arrival (default: once the prompt is evaluated).
         """
         if not tokens:
             raise ValueError("empty prompt")
@@ -395,14 +412,15 @@ class Engine:
             self.counters.last_prompt = list(tokens)
         try:
             prompt_logits = self._evaluate_prompt(tokens, cancelled)
+            deadline = _deadline(sampling, since)
             n = max(1, sampling.n)
             if 1 < n <= self.n_seq:
                 candidates = self._sample_side_by_side(tokens, prompt_logits, sampling,
-                                                       forced, stop, cancelled)
+                                                       forced, stop, cancelled, deadline)
             else:
                 candidates = [
                     self._sample_one(tokens, prompt_logits, sampling, index, forced, stop,
-                                     cancelled)
+                                     cancelled, deadline)
                     for index in range(n)
                 ]
         except Cancelled:
@@ -433,22 +451,23 @@ class Engine:
         seq.logprobs.append(logprob)
         piece = self.llm.detokenize([token])
         seq.data += piece
+        seq.pieces.append(piece)
         full = len(seq.out) >= seq.room
         if (b"\n" in piece or full) and stop(seq.data.decode("utf-8", errors="ignore")):
             return None
-        if b"\n" in piece and 0 < seq.deadline < time.monotonic():
+        if (b"\n" in piece and 0 < seq.deadline < time.monotonic()
+                and seq.data[: -len(piece)].strip()):  # a line with text in it is done
             self.counters.time_limited += 1
             return None
         return None if full else token
 
     def _sample_one(self, prompt: list[int], logits: np.ndarray, sampling: Sampling,
                     index: int, forced: str, stop: Callable[[str], bool],
-                    cancelled: Callable[[], bool]) -> Candidate:
+                    cancelled: Callable[[], bool], deadline: float) -> Candidate:
         llm = self.llm
         llm.n_tokens = len(prompt)  # rewind to the prompt's end; eval drops the rest
         seq = _Sequence(index, np.random.default_rng([sampling.seed, index]), forced,
-                        min(sampling.max_tokens, self.n_ctx - len(prompt)),
-                        _deadline(sampling))
+                        min(sampling.max_tokens, self.n_ctx - len(prompt)), deadline)
         while seq.room > 0:
             if cancelled():
                 raise Cancelled
@@ -470,18 +489,20 @@ class Engine:
 
     def _sample_side_by_side(self, prompt: list[int], logits: np.ndarray, sampling: Sampling,
                              forced: str, stop: Callable[[str], bool],
-                             cancelled: Callable[[], bool]) -> list[Candidate]:
+                             cancelled: Callable[[], bool], deadline: float
+                             ) -> list[Candidate]:
         """The ``sampling.n`` candidates decoded together: candidate i on sequence i of the
         KV cache, which starts as a copy of the prompt's (sequence 0), and one batch per
         step holding the next token of every candidate not yet complete: the weights are
         read once per step, not once per candidate (``bench/candidates.py``: 3 candidates of
         32 tokens in 787 ms against 1,176 one after another, 2 cores, AMX Xeon). Each
-        candidate is picked as ``_sample_one`` picks it."""
+        candidate is picked as ``_sample_one`` picks it. Past the ``deadline``, the sampled
+        candidates end with the greedy one: those still in a line keep their whole lines only
+        (an alternative does not hold up the answer by the rest of a longer line)."""
         lc, llm = self._llama_cpp, self.llm
         ctx, memory, length = llm._ctx.ctx, llm._ctx.memory, len(prompt)
         n = max(1, sampling.n)
         room = min(sampling.max_tokens, self.n_ctx - length)
-        deadline = _deadline(sampling)
         seqs = [_Sequence(i, np.random.default_rng([sampling.seed, i]), forced, room, deadline)
                 for i in range(n)]
         llm.n_tokens = length
@@ -512,6 +533,11 @@ class Engine:
                 if lc.llama_decode(ctx, batch) != 0:
                     raise RuntimeError("llama_decode failed for a batch of candidates")
                 pending = {i: self._logits_at(j) for j, (i, _) in enumerate(picked)}
+                if 0 not in pending and pending and 0 < deadline < time.monotonic():
+                    for i in pending:
+                        seqs[i].whole_lines()
+                    self.counters.time_limited += len(pending)
+                    break
         finally:
             lc.llama_batch_free(batch)
             for i in range(1, n):

@@ -279,6 +279,7 @@ class Repairer:
 
     def _ask_model(self, job: _Job) -> None:
         from compilot.server.engine import Cancelled, Sampling
+        from compilot.server.scheduler import Priority
 
         service = self.service
         if service.engine is None:
@@ -303,7 +304,7 @@ class Repairer:
                 stop=lambda text: unheal(text, held).count("\n") >= limit)
 
         handle = service.scheduler.submit(work, key=f"repair:{job.region.candidate_id}",
-                                          background=True)
+                                          priority=Priority.BACKGROUND)
 
         def done(future: object) -> None:
             try:

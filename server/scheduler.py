@@ -2,9 +2,10 @@
 
 A newer job for the same document supersedes the older ones: queued ones are dropped without
 being computed, a running one is told to stop at its next token. A cancelled LSP request
-(``$/cancelRequest``) cancels its job the same way. Background jobs (warm-up, prefetch) have the
-lowest priority: any job that is not one supersedes them all, and they supersede only each
-other.
+(``$/cancelRequest``) cancels its job the same way. Jobs have a priority: a request supersedes
+every warm-up and background job, a warm-up (the cursor came to rest somewhere) supersedes every
+background job (a prefetch computed for where the cursor was, a repair, which queues itself
+again), and jobs of one priority supersede only those with their key.
 """
 
 from __future__ import annotations
@@ -15,11 +16,23 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from compilot.server.engine import Cancelled
 
 log = logging.getLogger(__name__)
+
+
+class Priority(IntEnum):
+    """Which jobs a job supersedes: all of a lower priority, and those of its own with its key."""
+
+    BACKGROUND = 0
+    """Work for later: a prefetch, a repair."""
+    WARM = 1
+    """A warm-up of the window where the cursor came to rest."""
+    REQUEST = 2
+    """What an editor waits for: a completion, loading the model, swapping an adapter."""
 
 
 @dataclass(eq=False)
@@ -28,7 +41,7 @@ class Job:
 
     key: str | None
     work: Callable[[Callable[[], bool]], Any]
-    background: bool = False
+    priority: Priority = Priority.REQUEST
     future: Future[Any] = field(default_factory=Future)
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -65,11 +78,11 @@ class Scheduler:
         self._thread.start()
 
     def submit(self, work: Callable[[Callable[[], bool]], Any], *, key: str | None = None,
-               background: bool = False) -> Job:
-        """Queue ``work(cancelled)``; jobs with the same ``key`` queued or running are
-        superseded, and so is every background job unless this is one. ``work`` must call
-        ``cancelled()`` often and raise Cancelled when true."""
-        job = Job(key, work, background)
+               priority: Priority = Priority.REQUEST) -> Job:
+        """Queue ``work(cancelled)``; the jobs queued or running with the same ``key`` and
+        ``priority`` are superseded, and so is every job of a lower priority. ``work`` must
+        call ``cancelled()`` often and raise Cancelled when true."""
+        job = Job(key, work, priority)
         with self._cond:
             if self._stopped:
                 job.future.set_exception(RuntimeError("scheduler stopped"))
@@ -77,9 +90,8 @@ class Scheduler:
             for other in [*self._queue, self._running]:
                 if other is None:
                     continue
-                if (key is not None and other.key == key
-                        and other.background == background) or (
-                        other.background and not background):
+                if (key is not None and other.key == key and other.priority == priority) or (
+                        other.priority < priority):
                     other.cancel()
             self._queue.append(job)
             self.counters.submitted += 1

@@ -154,6 +154,48 @@ async def test_a_prefetch_does_not_hold_up_a_request(service: CompletionService)
     assert service.scheduler.counters.failed == 0
 
 
+async def answer_and_prefetch(service: CompletionService, uri: str, document: str,
+                              at: int) -> Future[object]:
+    """A suggestion at ``at``, and the prefetch it started (still pending: the loop has not
+    run since)."""
+    before = set(service._prefetching)  # noqa: SLF001
+    first = await service.complete(uri, document, at, language_id="python")
+    assert first.source is Source.MODEL and first.items, "no suggestion"
+    started = [f for k, f in service._prefetching.items() if k not in before]  # noqa: SLF001
+    assert len(started) == 1
+    return started[0]
+
+
+async def test_the_cursor_resting_elsewhere_stops_a_prefetch_for_where_it_was(
+        service: CompletionService) -> None:
+    """A prefetch computes the answer after an accept at the old place; once the cursor rests
+    in another document, the warm-up there goes first (it waited for the prefetch before)."""
+    first_uri, there = "file:///w/k.py", "file:///w/l.py"
+    document, at = variant("k")
+    prefetch = await answer_and_prefetch(service, first_uri, document, at)
+    other = (Path(json.__file__).parent / "encoder.py").read_text()  # a window not cached
+    other_at = other.index("\n", len(other) // 2) + 1
+    warmed = await result_of(service.warm(there, other, other_at, language_id="python"))
+    assert isinstance(warmed, int) and warmed > 1000
+    with pytest.raises(Cancelled):
+        prefetch.result(60)
+
+
+async def test_the_cursor_resting_where_the_prefetch_computes_leaves_it_alone(
+        service: CompletionService) -> None:
+    """Tab on a suggestion of several lines moves the cursor to another line, and the client
+    tells the server that it rests there: the prefetch computes that very window, and goes on."""
+    uri = "file:///w/m.py"
+    document, at = variant("m")
+    prefetch = await answer_and_prefetch(service, uri, document, at)
+    text = service._last[uri].items[0].text  # noqa: SLF001 - the suggestion shown
+    accepted = document[:at] + text + document[at:]
+    warm_ups = service.counters.warm_ups
+    assert service.warm(uri, accepted, at + len(text), language_id="python") is prefetch
+    assert service.counters.warm_ups == warm_ups
+    assert isinstance(prefetch.result(120), list)
+
+
 async def test_a_document_focused_while_the_model_loads_is_warmed_once_it_is_there(
         tmp_path: Path) -> None:
     """An editor started on a file tells the focus before the model has loaded: the warm-up

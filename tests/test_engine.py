@@ -10,7 +10,8 @@ import pytest
 
 from compilot.models import embedded_model_path
 from compilot.server.engine import Cancelled, Engine, ModelLoadError, Sampling
-from compilot.server.scheduler import Scheduler
+from compilot.server.prompt import heal
+from compilot.server.scheduler import Priority, Scheduler
 from compilot.settings import CompletionSettings, ModelSettings
 
 
@@ -98,6 +99,40 @@ def test_a_candidate_past_its_time_ends_at_its_next_newline(engine: Engine, n: i
     assert free[0].text.startswith(quick[0].text)  # the greedy line is the same, cut short
 
 
+def test_a_request_whose_time_went_on_its_prompt_still_gets_a_line(engine: Engine) -> None:
+    """``predict_ms`` counts from the request's arrival (``since``): one that spent it all on
+    its prompt ends its candidates at their first line with text, never at the newline that
+    token healing forces first (that gave empty suggestions)."""
+    prefix, held = heal("def fizzbuzz(n):\n    ")
+    assert held.startswith("\n")  # the first token re-produces the newline and indentation
+    prompt = engine.prompt(prefix, "", 48)
+    long_ago = time.monotonic() - 60
+    for n in (1, 3):
+        quick = engine.generate(prompt, sampling(n=n, max_tokens=48, predict_ms=250),
+                                forced=held, since=long_ago)
+        assert quick[0].text.strip(), quick[0].text
+        assert quick[0].text.strip().count("\n") == 0, quick[0].text  # one line
+
+
+def test_past_the_time_the_alternatives_end_with_the_greedy_candidate(engine: Engine) -> None:
+    """Side by side, once the greedy candidate has ended past ``predict_ms``, the sampled ones
+    stop too, with the lines they completed: a longer line of an alternative no longer holds
+    up the answer."""
+    prompt = engine.prompt("import os\n\n\ndef list_python_files(folder):\n", "", 64)
+    free = engine.generate(prompt, sampling(n=3, max_tokens=64, temperature=1.5, top_k=0))
+    limited = engine.counters.time_limited
+    quick = engine.generate(prompt, sampling(n=3, max_tokens=64, predict_ms=0.001,
+                                             temperature=1.5, top_k=0))
+    greedy = quick[0]
+    assert engine.counters.time_limited > limited
+    for cand in quick[1:]:
+        # no more tokens than the greedy one had when it ended, and only whole lines
+        assert cand.tokens <= greedy.tokens, (cand.text, greedy.text)
+        assert cand.text == "" or cand.text.rstrip(" \t").endswith("\n"), cand.text
+    # without the time limit they ran on past where the greedy candidate ended
+    assert any(c.tokens > greedy.tokens for c in free[1:]), [c.text for c in free]
+
+
 def test_a_keystroke_evaluates_only_new_tokens(engine: Engine) -> None:
     engine.generate(engine.prompt(PREFIX + "    return a", "", 4), sampling(max_tokens=4))
     before = engine.counters.prompt_tokens
@@ -151,6 +186,40 @@ def test_scheduler_supersedes_queued_and_running_jobs() -> None:
     assert other.future.result(5) == "other"
     assert scheduler.counters.superseded == 4
     assert scheduler.counters.completed == 2
+    scheduler.stop()
+
+
+def test_a_job_supersedes_every_job_of_a_lower_priority() -> None:
+    scheduler = Scheduler()
+    started = threading.Event()
+
+    def slow(cancelled) -> str:
+        started.set()
+        while not cancelled():
+            time.sleep(0.001)
+        raise Cancelled
+
+    prefetch = scheduler.submit(slow, key="prefetch:a", priority=Priority.BACKGROUND)
+    started.wait(5)
+    repair = scheduler.submit(lambda c: "repaired", key="repair:x", priority=Priority.BACKGROUND)
+    warm = scheduler.submit(lambda c: "warm b", key="warm", priority=Priority.WARM)
+    with pytest.raises(Cancelled):  # a warm-up elsewhere stops the running prefetch...
+        prefetch.future.result(5)
+    with pytest.raises(Cancelled):  # ... and drops the queued background job
+        repair.future.result(5)
+    assert warm.future.result(5) == "warm b"
+    # a background job leaves a warm-up alone; a request stops it
+    started.clear()
+    warming = scheduler.submit(slow, key="warm", priority=Priority.WARM)
+    started.wait(5)
+    later = scheduler.submit(lambda c: "later", key="prefetch:b", priority=Priority.BACKGROUND)
+    assert not warming.cancelled
+    request = scheduler.submit(lambda c: "answer", key="doc")
+    with pytest.raises(Cancelled):
+        warming.future.result(5)
+    assert request.future.result(5) == "answer"
+    with pytest.raises(Cancelled):
+        later.future.result(5)
     scheduler.stop()
 
 
