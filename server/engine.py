@@ -68,6 +68,8 @@ class Counters:
     last_prompt: list[int] = field(default_factory=list)
     warmed_tokens: int = 0
     """Prompt tokens evaluated ahead of a request (``Engine.warm``)."""
+    warm_aborts: int = 0
+    """Warm-up batches abandoned midway for a request."""
     background_tokens: int = 0
     """Prompt and generated tokens of background generations (prefetch), which the counters
     above leave out, so that they say what the requests cost."""
@@ -83,6 +85,7 @@ class Counters:
             "reused_tokens": self.reused_tokens,
             "generated_tokens": self.generated_tokens,
             "warmed_tokens": self.warmed_tokens,
+            "warm_aborts": self.warm_aborts,
             "background_tokens": self.background_tokens,
             "time_limited": self.time_limited,
             "last_prompt_length": len(self.last_prompt),
@@ -90,9 +93,11 @@ class Counters:
         }
 
 
-WARM_BATCH = 64
-"""Tokens a warm-up evaluates between two looks at whether a request wants the model (one
-batch of 64 costs about 0.15 s on 2 cores with the embedded model)."""
+WARM_BATCH = 256
+"""Tokens a warm-up evaluates per llama.cpp call: the batch that evaluates prompts fastest
+(``bench/llama_build.py``: 372 tokens/s against 305 in batches of 64, 2 cores). A request that
+comes meanwhile does not wait for it: llama.cpp asks, between the operations of a batch,
+whether to go on (its abort callback), and abandons the batch."""
 
 @dataclass
 class _Sequence:
@@ -108,6 +113,8 @@ class _Sequence:
     logprobs: list[float] = field(default_factory=list)
     data: bytes = b""
     pieces: list[bytes] = field(default_factory=list)
+    lines: int = 0
+    """Lines with text completed (a newline generated after some text)."""
 
     def whole_lines(self) -> None:
         """Drop what follows the last newline generated (all of it if there is none): the
@@ -154,6 +161,27 @@ def _deadline(sampling: Sampling, since: float | None = None) -> float:
     if sampling.predict_ms <= 0:
         return 0.0
     return (time.monotonic() if since is None else since) + sampling.predict_ms / 1000
+
+
+_LOG_FILTER: list[Any] = []
+"""The llama.cpp log callback installed by ``_quiet_abandoned_batches`` (kept alive here)."""
+
+
+def _quiet_abandoned_batches(llama_cpp: Any) -> None:
+    """Leave out of llama.cpp's log (llama-cpp-python prints it to stderr, the editor's log)
+    the line it writes for each warm-up batch abandoned for a request ("removing memory
+    module entries"): an abandoned warm-up is routine, not an error."""
+    if _LOG_FILTER:
+        return
+    from llama_cpp import _logger
+
+    @llama_cpp.llama_log_callback
+    def quiet(level: int, text: bytes, data: ctypes.c_void_p) -> None:
+        if b"removing memory module entries" not in text:
+            _logger.llama_log_callback(level, text, data)
+
+    _LOG_FILTER.append(quiet)
+    llama_cpp.llama_log_set(quiet, ctypes.c_void_p(0))
 
 
 def _check_gguf(path: Path) -> None:
@@ -212,6 +240,11 @@ class Engine:
         """A background generation (prefetch) is running: its tokens count apart."""
         self._adapter: Any = None  # llama_adapter_lora_p of the adapter being applied
         self.adapter_path: Path | None = None
+        self._abort: Callable[[], bool] | None = None
+        """While a warm-up's batch evaluates: whether to abandon it (a request came)."""
+        self._abort_callback = llama_cpp.ggml_abort_callback(self._should_abort)
+        llama_cpp.llama_set_abort_callback(self.llm._ctx.ctx, self._abort_callback, None)
+        _quiet_abandoned_batches(llama_cpp)
 
     def _with_sequences(self, llama_cpp: Any, n: int) -> int:
         """Give the model a context of ``n`` sequences sharing one KV cache of ``n_ctx`` cells
@@ -233,6 +266,16 @@ class Engine:
         self.llm._ctx.close()
         self.llm._ctx = ctx
         return n
+
+    def _should_abort(self, _data: Any) -> bool:
+        """llama.cpp's abort callback, called between the operations of a batch (on the
+        thread that evaluates it): true abandons the batch, whose positions llama.cpp then
+        removes from the KV cache (``llama_decode`` returns 2)."""
+        abort = self._abort
+        try:
+            return bool(abort is not None and abort())
+        except Exception:  # noqa: BLE001 - a callback must not raise into C
+            return False
 
     def set_threads(self, n: int) -> None:
         """Use ``n`` CPU threads from the next evaluation on (on the worker, between
@@ -366,9 +409,9 @@ class Engine:
     def warm(self, tokens: list[int], cancelled: Callable[[], bool],
              batch: int = WARM_BATCH) -> int:
         """Evaluate ``tokens`` into the KV cache ahead of a request (the stable part of a
-        window), in small batches so that a real request waits at most one of them: stopped
-        early, what was evaluated stays, and the request's ``_evaluate_prompt`` reuses it as
-        the common prefix. Returns the tokens evaluated."""
+        window), in batches that ``cancelled()`` abandons midway (``WARM_BATCH``): stopped
+        early, the batches evaluated stay, and the request's ``_evaluate_prompt`` reuses them
+        as the common prefix. Returns the tokens evaluated."""
         llm = self.llm
         common = self._cached_prefix(tokens)
         llm.n_tokens = common
@@ -377,7 +420,16 @@ class Engine:
             if cancelled():
                 break
             chunk = tokens[start : start + batch]
-            llm.eval(chunk)
+            self._abort = cancelled
+            try:
+                llm.eval(chunk)
+            except RuntimeError:
+                if cancelled():  # abandoned midway: llama.cpp dropped the batch
+                    self.counters.warm_aborts += 1
+                    break
+                raise
+            finally:
+                self._abort = None
             done += len(chunk)
         self.counters.warmed_tokens += done
         return done
@@ -455,10 +507,11 @@ class Engine:
         full = len(seq.out) >= seq.room
         if (b"\n" in piece or full) and stop(seq.data.decode("utf-8", errors="ignore")):
             return None
-        if (b"\n" in piece and 0 < seq.deadline < time.monotonic()
-                and seq.data[: -len(piece)].strip()):  # a line with text in it is done
-            self.counters.time_limited += 1
-            return None
+        if b"\n" in piece and seq.data[: -len(piece)].strip():  # a line with text is done
+            seq.lines += 1
+            if 0 < seq.deadline < time.monotonic():
+                self.counters.time_limited += 1
+                return None
         return None if full else token
 
     def _sample_one(self, prompt: list[int], logits: np.ndarray, sampling: Sampling,
@@ -495,10 +548,14 @@ class Engine:
         KV cache, which starts as a copy of the prompt's (sequence 0), and one batch per
         step holding the next token of every candidate not yet complete: the weights are
         read once per step, not once per candidate (``bench/candidates.py``: 3 candidates of
-        32 tokens in 787 ms against 1,176 one after another, 2 cores, AMX Xeon). Each
-        candidate is picked as ``_sample_one`` picks it. Past the ``deadline``, the sampled
-        candidates end with the greedy one: those still in a line keep their whole lines only
-        (an alternative does not hold up the answer by the rest of a longer line)."""
+        32 tokens in 787 ms against 1,176 one after another, 2 cores, AMX Xeon; on an AMD EPYC
+        a batch of 3 tokens costs 2.5 times one). Each candidate is picked as ``_sample_one``
+        picks it. The greedy candidate's first line comes first, decoded alone: the sampled
+        ones join it then, unless the ``deadline`` has passed (a first request in a new place
+        shows its line at a single candidate's speed; the alternatives come with the next
+        request). Past the deadline, the sampled candidates end with the greedy one: those
+        still in a line keep their whole lines only (an alternative does not hold up the
+        answer by the rest of a longer line)."""
         lc, llm = self._llama_cpp, self.llm
         ctx, memory, length = llm._ctx.ctx, llm._ctx.memory, len(prompt)
         n = max(1, sampling.n)
@@ -511,9 +568,18 @@ class Engine:
             lc.llama_memory_seq_rm(memory, i, -1, -1)
             lc.llama_memory_seq_cp(memory, 0, i, 0, length)
         batch = lc.llama_batch_init(n, 0, 1)
-        pending = {i: logits for i in range(n)}  # sequence -> the logits of its next pick
+        pending = {0: logits}  # sequence -> the logits of its next pick
+        waiting = list(range(1, n))  # the sampled ones, until the greedy one has a line
         try:
-            while pending and room > 0:
+            while room > 0:
+                if waiting and (0 not in pending or seqs[0].lines):
+                    if 0 < deadline < time.monotonic():
+                        self.counters.time_limited += len(waiting)  # not started: empty
+                    else:
+                        pending.update((i, logits) for i in waiting)
+                    waiting = []
+                if not pending:
+                    break
                 if cancelled():
                     raise Cancelled
                 picked = []
@@ -522,7 +588,8 @@ class Engine:
                     if token is not None:
                         picked.append((i, token))
                 if not picked:
-                    break
+                    pending = {}
+                    continue
                 for j, (i, token) in enumerate(picked):
                     batch.token[j] = token
                     batch.pos[j] = length + len(seqs[i].out) - 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from compilot.models import embedded_model_path
-from compilot.server.engine import Cancelled, Engine, ModelLoadError, Sampling
+from compilot.server.engine import WARM_BATCH, Cancelled, Engine, ModelLoadError, Sampling
 from compilot.server.prompt import heal
 from compilot.server.scheduler import Priority, Scheduler
 from compilot.settings import CompletionSettings, ModelSettings
@@ -139,6 +140,35 @@ def test_a_keystroke_evaluates_only_new_tokens(engine: Engine) -> None:
     engine.generate(engine.prompt(PREFIX + "    return a +", "", 4), sampling(max_tokens=4))
     evaluated = engine.counters.prompt_tokens - before
     assert 1 <= evaluated <= 2, evaluated
+
+
+def test_a_warm_up_batch_is_abandoned_midway_for_a_request(engine: Engine) -> None:
+    """A warm-up evaluates batches of WARM_BATCH tokens, and a request that comes meanwhile
+    does not wait for the batch: llama.cpp asks between its operations (the abort callback)
+    and drops it; the batches done before stay, and the KV cache answers as an empty one."""
+    source = (Path(json.__file__).parent / "decoder.py").read_text()
+    prompt = engine.prompt(source[:4000], "", 8)
+    assert len(prompt) > 2 * WARM_BATCH
+    engine.llm.n_tokens = 0
+    looks: list[str] = []
+
+    def never() -> bool:
+        looks.append("look")
+        return False
+
+    # one batch to its end: the warm-up looks once before it, llama.cpp asks during it
+    assert engine.warm(prompt[:WARM_BATCH], never) == WARM_BATCH
+    assert len(looks) > 1, "llama.cpp never asked whether to go on"
+    # the next batch: go on at the warm-up's look, stop at llama.cpp's first question
+    answers = iter([False])
+    aborts = engine.counters.warm_aborts
+    assert engine.warm(prompt, lambda: next(answers, True)) == 0
+    assert engine.counters.warm_aborts == aborts + 1
+    assert engine.llm.n_tokens == WARM_BATCH  # the batch done before stays
+    warm_then = engine.generate(prompt, sampling(max_tokens=8))
+    engine.llm.n_tokens = 0
+    cold = engine.generate(prompt, sampling(max_tokens=8))
+    assert [c.text for c in warm_then] == [c.text for c in cold]
 
 
 def test_cancel_stops_between_tokens(engine: Engine) -> None:
