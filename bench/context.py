@@ -211,7 +211,9 @@ async def main() -> None:
     todo = tasks(args.tasks, args.seed, args.at)
     print(f"{len(todo)} tasks from {len({t.module for t in todo})} modules")
     both = {"completion": {"predictMs": args.predict_ms}}
-    sides = {"with context": both, "without": {**both, "context": {"enabled": False}}}
+    # the embedded model has no repository tokens: it takes other files as comments only
+    sides = {"with context": {**both, "context": {"asComments": True}},
+             "without": {**both, "context": {"enabled": False}}}
     clients = {}
     for name, options in sides.items():
         data_dir = tempfile.mkdtemp(prefix="compilot-context-")

@@ -297,8 +297,8 @@ async def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=None, help="default: the setting's")
     ap.add_argument("--prefix-chars", type=int, default=None, help="default: the setting's")
     ap.add_argument("--context", choices=("on", "off"), default=None,
-                    help="other files' chunks in the prompt (context.enabled); default: the "
-                         "setting's")
+                    help="other files' chunks in the prompt (context.enabled and, for the "
+                         "embedded model, context.as_comments); default: the settings'")
     ap.add_argument("--seed", type=int, default=4)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -309,8 +309,9 @@ async def main() -> None:
         k: v for k, v in (("candidates", args.candidates), ("maxTokens", args.max_tokens),
                           ("prefixChars", args.prefix_chars))
         if v is not None}}
-    if args.context is not None:
-        options["context"] = {"enabled": args.context == "on"}
+    if args.context is not None:  # the embedded model takes chunks as comments only
+        options["context"] = {"enabled": args.context == "on",
+                              "asComments": args.context == "on"}
     client = await start_server(options, env={
         **os.environ, "COMPILOT_DATA_DIR": data_dir,
         "COMPILOT_CONFIG": str(Path(data_dir) / "none.toml")})

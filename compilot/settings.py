@@ -137,6 +137,12 @@ class ContextSettings:
     (``server/context.py``)."""
 
     enabled: bool = True
+    as_comments: bool = False
+    """Give the chunks to a model without repository tokens too, as comments before the
+    window ("Compare this snippet from <path>:"). Off by default: on the embedded model they
+    lifted no suggestion into compiling (``bench/context.py``) and cost a first request in a
+    new place about 300 ms (``bench/keystrokes.py``). A model with repository tokens
+    (Qwen2.5-Coder, StarCoder2), trained on other files in that layout, gets them either way."""
     tokens: int = 256
     """Tokens of other files' chunks a prompt may carry at most (0: none)."""
     chunk_lines: int = 24

@@ -332,6 +332,8 @@ class CompletionService:
         c = self.settings.context
         if not c.enabled or c.tokens <= 0 or len(text) > MAX_CONTEXT_FILE_CHARS:
             return None
+        if self.engine is not None and self.engine.repo_format is None and not c.as_comments:
+            return None  # no prompt will carry chunks: no CPU taken from the warm-up
         name = path or uri_path(uri)
         self._paths[uri] = name
         ring = self.context
@@ -356,12 +358,12 @@ class CompletionService:
 
     def _choose(self, uri: str, win: Window, language: Language, document: str) -> Choice:
         """The chunks of other files for a request in ``uri`` at ``win`` of ``document``: none
-        when context is off, or when the model has no repository tokens and ``language`` no
-        line comment to write them in."""
+        when context is off, or when the model has no repository tokens and the chunks may not
+        go in as comments (``context.as_comments``, or ``language`` has no line comment)."""
         c = self.settings.context
         if not c.enabled or c.tokens <= 0 or self.engine is None:
             return NONE
-        if self.engine.repo_format is None and not language.comment:
+        if self.engine.repo_format is None and not (c.as_comments and language.comment):
             return NONE
         return self.context.choose(uri, win.prefix + win.suffix, anchor=win.start,
                                    budget=c.tokens, measure=_approx_tokens, document=document)
@@ -463,10 +465,13 @@ class CompletionService:
             tokens = context_prompt(engine, prompt_prefix, win.suffix, c.max_tokens, language,
                                     context, path)
             # the last tokens are where typing goes on: they would be evaluated again
-            return engine.warm(tokens[:-WARM_TAIL], cancelled)
+            return engine.warm(tokens[:-WARM_TAIL], cancelled,
+                               abandon=lambda: job.abandoned)
 
-        # one warm-up at a time, of any document: the cursor rests in one place
-        return self.scheduler.submit(work, key="warm", priority=Priority.WARM).future
+        # One warm-up at a time, of any document: the cursor rests in one place. A request
+        # in this document lets it finish its batch (the request's own window, mostly).
+        job = self.scheduler.submit(work, key="warm", priority=Priority.WARM, document=uri)
+        return job.future
 
     def _warm_when_loaded(self, uri: str, document: str, offset: int,
                           language_id: str | None) -> None:
@@ -636,7 +641,7 @@ class CompletionService:
                 lambda cancelled: self._compute(document, offset, win, language, sampling,
                                                 cancelled, context, self._paths.get(uri),
                                                 uri=uri, since=arrived),
-                key=uri,
+                key=uri, document=uri,
             )
             try:
                 computed: list[Candidate] = await asyncio.wrap_future(job.future)

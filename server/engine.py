@@ -407,11 +407,13 @@ class Engine:
         return self._logits()
 
     def warm(self, tokens: list[int], cancelled: Callable[[], bool],
-             batch: int = WARM_BATCH) -> int:
+             batch: int = WARM_BATCH, abandon: Callable[[], bool] | None = None) -> int:
         """Evaluate ``tokens`` into the KV cache ahead of a request (the stable part of a
-        window), in batches that ``cancelled()`` abandons midway (``WARM_BATCH``): stopped
-        early, the batches evaluated stay, and the request's ``_evaluate_prompt`` reuses them
-        as the common prefix. Returns the tokens evaluated."""
+        window), in batches of ``WARM_BATCH``, up to the first one after which
+        ``cancelled()``; ``abandon()`` (default: ``cancelled``) drops the running batch
+        midway (a request for another window: the batch is no use to it). The batches
+        evaluated stay, and the request's ``_evaluate_prompt`` reuses them as the common
+        prefix. Returns the tokens evaluated."""
         llm = self.llm
         common = self._cached_prefix(tokens)
         llm.n_tokens = common
@@ -420,11 +422,11 @@ class Engine:
             if cancelled():
                 break
             chunk = tokens[start : start + batch]
-            self._abort = cancelled
+            self._abort = abandon or cancelled
             try:
                 llm.eval(chunk)
             except RuntimeError:
-                if cancelled():  # abandoned midway: llama.cpp dropped the batch
+                if (abandon or cancelled)():  # abandoned midway: llama.cpp dropped the batch
                     self.counters.warm_aborts += 1
                     break
                 raise

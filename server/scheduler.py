@@ -42,12 +42,24 @@ class Job:
     key: str | None
     work: Callable[[Callable[[], bool]], Any]
     priority: Priority = Priority.REQUEST
+    document: str | None = None
+    """The document the job works for, if one."""
     future: Future[Any] = field(default_factory=Future)
     _cancelled: threading.Event = field(default_factory=threading.Event)
+    _abandoned: threading.Event = field(default_factory=threading.Event)
 
-    def cancel(self) -> None:
-        """Stop this job: dropped if queued, stopped at its next check if running."""
+    def cancel(self, abandon: bool = True) -> None:
+        """Stop this job: dropped if queued, stopped at its next check if running; with
+        ``abandon``, its work in progress is of no use (a warm-up's batch is dropped midway,
+        not finished)."""
+        if abandon:
+            self._abandoned.set()
         self._cancelled.set()
+
+    @property
+    def abandoned(self) -> bool:
+        """Whether the job was told to stop without finishing the step it is in."""
+        return self._abandoned.is_set()
 
     @property
     def cancelled(self) -> bool:
@@ -78,11 +90,13 @@ class Scheduler:
         self._thread.start()
 
     def submit(self, work: Callable[[Callable[[], bool]], Any], *, key: str | None = None,
-               priority: Priority = Priority.REQUEST) -> Job:
+               priority: Priority = Priority.REQUEST, document: str | None = None) -> Job:
         """Queue ``work(cancelled)``; the jobs queued or running with the same ``key`` and
         ``priority`` are superseded, and so is every job of a lower priority. ``work`` must
-        call ``cancelled()`` often and raise Cancelled when true."""
-        job = Job(key, work, priority)
+        call ``cancelled()`` often and raise Cancelled when true. A superseded job for the
+        same ``document`` is not abandoned: the step it is in (a warm-up's batch of the
+        window this job needs too) is finished first."""
+        job = Job(key, work, priority, document)
         with self._cond:
             if self._stopped:
                 job.future.set_exception(RuntimeError("scheduler stopped"))
@@ -92,7 +106,7 @@ class Scheduler:
                     continue
                 if (key is not None and other.key == key and other.priority == priority) or (
                         other.priority < priority):
-                    other.cancel()
+                    other.cancel(abandon=document is None or other.document != document)
             self._queue.append(job)
             self.counters.submitted += 1
             self._cond.notify()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -13,7 +14,10 @@ import pytest
 
 from compilot import settings as settings_mod
 from compilot.feedback.records import Source
+from compilot.languages import language_for
 from compilot.server.completion import WARM_TAIL, CompletionService
+from compilot.server.context import NONE
+from compilot.server.prompt import window
 from compilot.server.engine import Cancelled, Engine
 
 SOURCE = (Path(json.__file__).parent / "decoder.py").read_text()
@@ -194,6 +198,29 @@ async def test_the_cursor_resting_where_the_prefetch_computes_leaves_it_alone(
     assert service.warm(uri, accepted, at + len(text), language_id="python") is prefetch
     assert service.counters.warm_ups == warm_ups
     assert isinstance(prefetch.result(120), list)
+
+
+async def test_the_embedded_model_gets_no_other_files_unless_as_comments(
+        service: CompletionService) -> None:
+    """The embedded model has no repository tokens, and ``context.as_comments`` is off by
+    default: a file opened is not cut into the ring (no CPU taken from a warm-up), and a
+    request's prompt carries no chunks."""
+    assert engine_of(service).repo_format is None
+    assert not service.settings.context.as_comments
+    helper = "def read_headers(lines):\n    return dict(l.split(':', 1) for l in lines)\n"
+    assert service.file_seen("file:///w/helpers.py", helper) is None
+    # even with chunks in the ring (cut while the setting was on), none reaches a prompt
+    service.context.add_file("file:///w/helpers.py", "helpers.py", helper)
+    document = "import helpers\n\ndef parse(lines):\n    return read_headers("
+    win = window(document, len(document), prefix_chars=3000, suffix_chars=0)
+    language = language_for("python", "file:///w/n.py")
+    assert service._choose("file:///w/n.py", win, language, document) is NONE  # noqa: SLF001
+    on = replace(service.settings, context=replace(service.settings.context, as_comments=True))
+    service.settings = on
+    try:
+        assert service._choose("file:///w/n.py", win, language, document).chunks  # noqa: SLF001
+    finally:
+        service.settings = replace(on, context=replace(on.context, as_comments=False))
 
 
 async def test_a_document_focused_while_the_model_loads_is_warmed_once_it_is_there(

@@ -51,8 +51,10 @@ MAIN = '''def read_headers(lines):
 
 @pytest_lsp.fixture(config=server_config(DATA_DIR), scope="module")
 async def client(lsp_client: LanguageClient):
+    # the embedded model has no repository tokens: its chunks go in as comments
     await initialize(lsp_client, "visual_studio_code",
-                     {"completion": {"candidates": 1, "maxTokens": 8}})
+                     {"completion": {"candidates": 1, "maxTokens": 8},
+                      "context": {"asComments": True}})
     yield
     await asyncio.wait_for(lsp_client.shutdown_session(), TIMEOUT)
 

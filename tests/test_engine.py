@@ -253,6 +253,28 @@ def test_a_job_supersedes_every_job_of_a_lower_priority() -> None:
     scheduler.stop()
 
 
+def test_a_request_lets_a_warm_up_of_its_document_finish_its_batch() -> None:
+    """A request stops a warm-up either way; for the same document the batch in progress is
+    finished (it is the request's window), for another one it is abandoned midway."""
+    scheduler = Scheduler()
+    started = threading.Event()
+
+    def slow(cancelled) -> str:
+        started.set()
+        while not cancelled():
+            time.sleep(0.001)
+        raise Cancelled
+
+    for document, abandoned in (("a.py", False), ("b.py", True)):
+        started.clear()
+        warm = scheduler.submit(slow, key="warm", priority=Priority.WARM, document="a.py")
+        started.wait(5)
+        request = scheduler.submit(lambda c: "answer", key=document, document=document)
+        assert request.future.result(5) == "answer"
+        assert warm.cancelled and warm.abandoned is abandoned
+    scheduler.stop()
+
+
 def test_a_future_cancelled_by_its_awaiter_never_kills_the_worker() -> None:
     # asyncio.wrap_future cancels the concurrent future when the LSP request is cancelled;
     # the worker used to die on set_exception(InvalidStateError) and hang every later request.
