@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,8 @@ from compilot.feedback.records import Source
 from compilot.languages import language_for
 from compilot.server.completion import WARM_TAIL, CompletionService
 from compilot.server.context import NONE
-from compilot.server.prompt import window
 from compilot.server.engine import Cancelled, Engine
+from compilot.server.prompt import window
 
 SOURCE = (Path(json.__file__).parent / "decoder.py").read_text()
 CURSOR = SOURCE.index("    def decode(self, s, _w=WHITESPACE.match):")
