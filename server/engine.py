@@ -95,9 +95,10 @@ class Counters:
 
 WARM_BATCH = 256
 """Tokens a warm-up evaluates per llama.cpp call: the batch that evaluates prompts fastest
-(``bench/llama_build.py``: 372 tokens/s against 305 in batches of 64, 2 cores). A request that
-comes meanwhile does not wait for it: llama.cpp asks, between the operations of a batch,
-whether to go on (its abort callback), and abandons the batch."""
+(``bench/llama_build.py``: 372 tokens/s against 305 in batches of 64, 2 cores). A request in
+another document does not wait for it: llama.cpp asks, between the operations of a batch,
+whether to go on (its abort callback), and abandons the batch; a request in the warm-up's own
+document lets the batch finish, since it is that request's window."""
 
 @dataclass
 class _Sequence:
@@ -113,8 +114,6 @@ class _Sequence:
     logprobs: list[float] = field(default_factory=list)
     data: bytes = b""
     pieces: list[bytes] = field(default_factory=list)
-    lines: int = 0
-    """Lines with text completed (a newline generated after some text)."""
 
     def whole_lines(self) -> None:
         """Drop what follows the last newline generated (all of it if there is none): the
@@ -509,11 +508,10 @@ class Engine:
         full = len(seq.out) >= seq.room
         if (b"\n" in piece or full) and stop(seq.data.decode("utf-8", errors="ignore")):
             return None
-        if b"\n" in piece and seq.data[: -len(piece)].strip():  # a line with text is done
-            seq.lines += 1
-            if 0 < seq.deadline < time.monotonic():
-                self.counters.time_limited += 1
-                return None
+        if (b"\n" in piece and 0 < seq.deadline < time.monotonic()
+                and seq.data[: -len(piece)].strip()):  # a line with text in it is done
+            self.counters.time_limited += 1
+            return None
         return None if full else token
 
     def _sample_one(self, prompt: list[int], logits: np.ndarray, sampling: Sampling,
@@ -550,14 +548,13 @@ class Engine:
         KV cache, which starts as a copy of the prompt's (sequence 0), and one batch per
         step holding the next token of every candidate not yet complete: the weights are
         read once per step, not once per candidate (``bench/candidates.py``: 3 candidates of
-        32 tokens in 787 ms against 1,176 one after another, 2 cores, AMX Xeon; on an AMD EPYC
-        a batch of 3 tokens costs 2.5 times one). Each candidate is picked as ``_sample_one``
-        picks it. The greedy candidate's first line comes first, decoded alone: the sampled
-        ones join it then, unless the ``deadline`` has passed (a first request in a new place
-        shows its line at a single candidate's speed; the alternatives come with the next
-        request). Past the deadline, the sampled candidates end with the greedy one: those
-        still in a line keep their whole lines only (an alternative does not hold up the
-        answer by the rest of a longer line)."""
+        32 tokens in 787 ms against 1,176 one after another, 2 cores, AMX Xeon). Each
+        candidate is picked as ``_sample_one`` picks it. Past the ``deadline``, the sampled
+        candidates end with the greedy one: those still in a line keep their whole lines only
+        (an alternative does not hold up the answer by the rest of a longer line). The
+        sampled candidates are decoded from the start, not after the greedy one's first line
+        (which a first request would show sooner): the background labeller checks them, and
+        the trainer learns from those labels."""
         lc, llm = self._llama_cpp, self.llm
         ctx, memory, length = llm._ctx.ctx, llm._ctx.memory, len(prompt)
         n = max(1, sampling.n)
@@ -570,18 +567,9 @@ class Engine:
             lc.llama_memory_seq_rm(memory, i, -1, -1)
             lc.llama_memory_seq_cp(memory, 0, i, 0, length)
         batch = lc.llama_batch_init(n, 0, 1)
-        pending = {0: logits}  # sequence -> the logits of its next pick
-        waiting = list(range(1, n))  # the sampled ones, until the greedy one has a line
+        pending = {i: logits for i in range(n)}  # sequence -> the logits of its next pick
         try:
-            while room > 0:
-                if waiting and (0 not in pending or seqs[0].lines):
-                    if 0 < deadline < time.monotonic():
-                        self.counters.time_limited += len(waiting)  # not started: empty
-                    else:
-                        pending.update((i, logits) for i in waiting)
-                    waiting = []
-                if not pending:
-                    break
+            while pending and room > 0:
                 if cancelled():
                     raise Cancelled
                 picked = []
@@ -590,8 +578,7 @@ class Engine:
                     if token is not None:
                         picked.append((i, token))
                 if not picked:
-                    pending = {}
-                    continue
+                    break
                 for j, (i, token) in enumerate(picked):
                     batch.token[j] = token
                     batch.pos[j] = length + len(seqs[i].out) - 1
