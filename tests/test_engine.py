@@ -193,15 +193,22 @@ def test_bad_model_files_raise_a_clear_error(tmp_path: Path, content: bytes) -> 
         Engine(bad)
 
 
-def test_scheduler_supersedes_queued_and_running_jobs() -> None:
-    scheduler = Scheduler()
-    started = threading.Event()
+def spinner(started: threading.Event):
+    """A job's work that says it started, then runs until it is cancelled."""
 
     def slow(cancelled) -> str:
         started.set()
         while not cancelled():
             time.sleep(0.001)
         raise Cancelled
+
+    return slow
+
+
+def test_scheduler_supersedes_queued_and_running_jobs() -> None:
+    scheduler = Scheduler()
+    started = threading.Event()
+    slow = spinner(started)
 
     running = scheduler.submit(slow, key="doc")
     started.wait(5)
@@ -222,12 +229,7 @@ def test_scheduler_supersedes_queued_and_running_jobs() -> None:
 def test_a_job_supersedes_every_job_of_a_lower_priority() -> None:
     scheduler = Scheduler()
     started = threading.Event()
-
-    def slow(cancelled) -> str:
-        started.set()
-        while not cancelled():
-            time.sleep(0.001)
-        raise Cancelled
+    slow = spinner(started)
 
     prefetch = scheduler.submit(slow, key="prefetch:a", priority=Priority.BACKGROUND)
     started.wait(5)
@@ -258,12 +260,7 @@ def test_a_request_lets_a_warm_up_of_its_document_finish_its_batch() -> None:
     finished (it is the request's window), for another one it is abandoned midway."""
     scheduler = Scheduler()
     started = threading.Event()
-
-    def slow(cancelled) -> str:
-        started.set()
-        while not cancelled():
-            time.sleep(0.001)
-        raise Cancelled
+    slow = spinner(started)
 
     for document, abandoned in (("a.py", False), ("b.py", True)):
         started.clear()
