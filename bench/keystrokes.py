@@ -26,7 +26,7 @@ overtakes; a request's time is measured whole here instead), so the figures are 
 
     .venv/bin/python bench/keystrokes.py [--files 10] [--keys 60] [--interval-ms 120]
                                          [--pause-ms 500] [--debounce-ms 200] [--read-ms 1000]
-                                         [--json out.json]
+                                         [--alternatives later|with] [--json out.json]
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ async def warm_up(client: LanguageClient, data_dir: str) -> None:
 def summary(f: Figures, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"settings": {k: getattr(args, k) for k in (
         "files", "keys", "interval_ms", "pause_ms", "debounce_ms", "read_ms", "candidates",
-        "context",
+        "context", "alternatives",
         "max_tokens", "prefix_chars")}, "keystrokes": f.keystrokes, "accepted": f.accepted,
         "late": f.late, "sources": f.sources}
     for kind in KINDS:
@@ -299,6 +299,10 @@ async def main() -> None:
     ap.add_argument("--context", choices=("on", "off"), default=None,
                     help="other files' chunks in the prompt (context.enabled and, for the "
                          "embedded model, context.as_comments); default: the settings'")
+    ap.add_argument("--alternatives", choices=("later", "with"), default=None,
+                    help="a request's sampled candidates decoded after its answer, or with "
+                         "its greedy one (completion.alternativesLater); default: the "
+                         "settings'")
     ap.add_argument("--seed", type=int, default=4)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -309,6 +313,8 @@ async def main() -> None:
         k: v for k, v in (("candidates", args.candidates), ("maxTokens", args.max_tokens),
                           ("prefixChars", args.prefix_chars))
         if v is not None}}
+    if args.alternatives is not None:
+        options["completion"]["alternativesLater"] = args.alternatives == "later"
     if args.context is not None:  # the embedded model takes chunks as comments only
         options["context"] = {"enabled": args.context == "on",
                               "asComments": args.context == "on"}

@@ -256,6 +256,16 @@ class QueuedStore:
             for c in candidates:
                 self._remember(c.id)
 
+    def record_candidates(self, request_id: str, candidates: Sequence[Candidate], *,
+                          first_rank: int) -> None:
+        """Queue candidates added to a recorded request (``Store.record_candidates``)."""
+        if any(not c.id for c in candidates):
+            raise ValueError("every recorded candidate needs an id (records.identified)")
+        if self._put(lambda store: store.record_candidates(request_id, candidates,
+                                                           first_rank=first_rank)):
+            for c in candidates:
+                self._remember(c.id)
+
     def record_event(self, candidate_id: str, kind: EventKind,
                      accepted_length: int | None = None, inferred: bool | None = None) -> bool:
         """Queue ``kind`` for a candidate: False when the candidate is unknown or the event

@@ -211,6 +211,10 @@ class EventLog(Protocol):
     def record_request(self, request: Request, candidates: Sequence[Candidate]) -> None:
         """Write a request with its ranked candidates."""
 
+    def record_candidates(self, request_id: str, candidates: Sequence[Candidate], *,
+                          first_rank: int) -> None:
+        """Add candidates to a recorded request, ranked from ``first_rank`` on."""
+
     def record_event(self, candidate_id: str, kind: EventKind,
                      accepted_length: int | None = None, inferred: bool | None = None) -> bool:
         """Write an event of a candidate; False when unknown or a repeat."""
@@ -236,6 +240,12 @@ class EventLog(Protocol):
 
     def close(self) -> None:
         """Close the database."""
+
+
+def _candidate_row(request_id: str, rank: int, c: Candidate) -> tuple[object, ...]:
+    """The values of a candidate's row (text and raw redacted)."""
+    return (c.id, request_id, rank, redact(c.text), redact(c.raw), c.logprob, c.tokens,
+            None if c.parsed is None else int(c.parsed), int(c.shown))
 
 
 class StoreError(RuntimeError):
@@ -458,13 +468,23 @@ class Store:
                  request.origin, *context, request.window_of),
             )
         ]
-        for rank, c in enumerate(candidates):
-            statements.append((
-                "INSERT INTO candidates VALUES (?,?,?,?,?,?,?,?,?)",
-                (c.id, request.id, rank, redact(c.text), redact(c.raw), c.logprob, c.tokens,
-                 None if c.parsed is None else int(c.parsed), int(c.shown)),
-            ))
+        statements += [("INSERT INTO candidates VALUES (?,?,?,?,?,?,?,?,?)",
+                        _candidate_row(request.id, rank, c))
+                       for rank, c in enumerate(candidates)]
         self._write(statements)
+
+    def record_candidates(self, request_id: str, candidates: Sequence[Candidate], *,
+                          first_rank: int) -> None:
+        """Add candidates to a recorded request (its alternatives, decoded after the answer
+        was shown), ranked from ``first_rank`` on, redacted; nothing when the request is not
+        in the database (a write the full queue dropped)."""
+        if any(not c.id for c in candidates):
+            raise ValueError("every recorded candidate needs an id (records.identified)")
+        self._write([
+            ("INSERT INTO candidates SELECT ?,?,?,?,?,?,?,?,? "
+             "WHERE EXISTS (SELECT 1 FROM requests WHERE id = ?)",
+             (*_candidate_row(request_id, first_rank + i, c), request_id))
+            for i, c in enumerate(candidates)])
 
     def record_event(self, candidate_id: str, kind: EventKind,
                      accepted_length: int | None = None, inferred: bool | None = None) -> bool:

@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
@@ -56,6 +56,9 @@ MAX_CONTEXT_FILE_CHARS = 1_000_000
 """A bigger file (generated, minified, data) is not cut into the context ring."""
 CUT_WAIT_S = 0.25
 """How long a request waits for a file still being cut into the context ring."""
+OWED_ALTERNATIVES = 16
+"""Answers whose alternatives wait to be decoded (``completion.alternatives_later``); the
+oldest beyond it are dropped and counted."""
 
 
 def _approx_tokens(text: str) -> int:
@@ -99,6 +102,31 @@ class _Last:
 
 
 @dataclass
+class _Owed:
+    """An answer that showed its greedy candidate alone: its alternatives are still to be
+    decoded, in the document and window it was computed for."""
+
+    request_id: str
+    recorded: bool
+    model: str
+    adapter: str
+    """What computed the answer: alternatives from another model or adapter are not its."""
+    key: tuple[object, ...]
+    uri: str
+    document: str
+    offset: int
+    win: Window
+    language: Language
+    sampling: Sampling
+    context: Choice
+    path: str | None
+    cached: list[Candidate]
+    """The answer as the cache holds it (replaced by the full one unless it changed)."""
+    offered: list[Candidate]
+    """Its candidates as recorded, with their ids."""
+
+
+@dataclass
 class ServiceCounters:
     """What the completion service has done since it started."""
     requests: int = 0
@@ -114,6 +142,12 @@ class ServiceCounters:
     joined_prefetches: int = 0
     """Requests that came while their prefetch was still computing and waited for it (also
     counted as cache hits)."""
+    alternatives: int = 0
+    """Answers whose alternatives were decoded after them (``completion.alternatives_later``),
+    recorded with them and added to their cached answer."""
+    alternatives_dropped: int = 0
+    """Answers whose alternatives were never decoded: more than ``OWED_ALTERNATIVES`` waited,
+    or decoding them failed."""
 
 
 K = TypeVar("K")
@@ -242,8 +276,9 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
                     cancelled: Callable[[], bool] = lambda: False,
                     context: Choice = NONE, path: str | None = None,
                     background: bool = False, trees: Trees | None = None,
-                    document: str | None = None,
-                    since: float | None = None) -> tuple[list[Candidate], list[str]]:
+                    document: str | None = None, since: float | None = None,
+                    indices: Sequence[int] | None = None,
+                    ranked_with: Sequence[Candidate] = ()) -> tuple[list[Candidate], list[str]]:
     """The server's model pipeline for one window: heal → prompt → generate → cut → rank.
 
     Returns (ranked candidates, the model's raw texts). ``before``/``after`` are the whole
@@ -252,7 +287,10 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
     this file; ``background``: a prefetch (``Engine.generate``); ``trees`` and ``document``
     (its key there): the document's last syntax tree, edited instead of parsed afresh;
     ``since``: the request's arrival (``time.monotonic()``), from which ``sampling.predict_ms``
-    counts. The evaluator calls this too, so that what it measures is what the server shows.
+    counts; ``indices``: which candidates to decode (``Engine.generate``); ``ranked_with``:
+    candidates of this window ranked before (the greedy one an answer showed alone), ranked
+    again together with these. The evaluator calls this too, so that what it measures is what
+    the server shows.
     """
     prompt_prefix, held = heal(prefix)
     tokens = context_prompt(engine, prompt_prefix, suffix, sampling.max_tokens, language,
@@ -265,11 +303,11 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
     candidates = engine.generate(
         tokens, sampling, forced=held, cancelled=cancelled, background=background,
         stop=lambda text: should_stop(unheal(text, held), prefix, suffix, language, cursor),
-        since=since,
+        since=since, indices=indices,
     )
     cut_ = [replace(c, text=cut(unheal(c.raw, held), prefix, suffix, language, cursor))
             for c in candidates]
-    ranked = rank(cut_, before=prefix if before is None else before,
+    ranked = rank([*ranked_with, *cut_], before=prefix if before is None else before,
                   after=suffix if after is None else after, language=language,
                   check_syntax=rank_by_syntax, trees=trees, key=document)
     return ranked, [c.raw for c in candidates]
@@ -313,6 +351,10 @@ class CompletionService:
         self._cutting: Future[None] | None = None
         self._trees = Trees()
         """The last syntax tree of each open document (parsed on the worker thread)."""
+        self._owed: OrderedDict[str, _Owed] = OrderedDict()
+        """Request id -> an answer whose alternatives are still to be decoded, oldest first."""
+        self._alternatives: Future[list[Candidate] | None] | None = None
+        """The job decoding the alternatives of one of them."""
 
     # -- other files -----------------------------------------------------------------------
 
@@ -465,13 +507,12 @@ class CompletionService:
             tokens = context_prompt(engine, prompt_prefix, win.suffix, c.max_tokens, language,
                                     context, path)
             # the last tokens are where typing goes on: they would be evaluated again
-            return engine.warm(tokens[:-WARM_TAIL], cancelled,
-                               abandon=lambda: job.abandoned)
+            return engine.warm(tokens[:-WARM_TAIL], cancelled, abandon=self.scheduler.abandoned)
 
         # One warm-up at a time, of any document: the cursor rests in one place. A request
         # in this document lets it finish its batch (the request's own window, mostly).
-        job = self.scheduler.submit(work, key="warm", priority=Priority.WARM, document=uri)
-        return job.future
+        return self.scheduler.submit(work, key="warm", priority=Priority.WARM,
+                                     document=uri).future
 
     def _warm_when_loaded(self, uri: str, document: str, offset: int,
                           language_id: str | None) -> None:
@@ -498,7 +539,10 @@ class CompletionService:
         """Compute, in the background, the answer to the request that follows accepting the
         top suggestion (llama.vim, llama.vscode), so that Tab and the next request is a cache
         hit. Accepting its first line, or a word, needs no prefetch: the rest of the same
-        suggestion answers that request (``_typed_through``)."""
+        suggestion answers that request (``_typed_through``). With
+        ``completion.alternatives_later`` it decodes the greedy candidate alone, as a request
+        would (a request that comes meanwhile waits for it), and its alternatives are not
+        decoded afterwards: the answer it computed has not been shown yet."""
         c = self.settings.completion
         if not c.prefetch or not shown or not shown[0].text:
             return
@@ -515,7 +559,8 @@ class CompletionService:
 
         def work(cancelled: Callable[[], bool]) -> list[Candidate]:
             return self._compute(after, at, next_win, language, sampling, cancelled, context,
-                                 path, background=True, uri=uri)
+                                 path, background=True, uri=uri,
+                                 indices=self._greedy_alone(sampling))
 
         def done(future: Future[list[Candidate]]) -> None:
             with contextlib.suppress(RuntimeError):  # the loop has ended: nobody asks
@@ -577,9 +622,12 @@ class CompletionService:
     def _compute(self, document: str, offset: int, win: Window, language: Language,
                  sampling: Sampling, cancelled: Callable[[], bool], context: Choice = NONE,
                  path: str | None = None, background: bool = False,
-                 uri: str | None = None, since: float | None = None) -> list[Candidate]:
+                 uri: str | None = None, since: float | None = None,
+                 indices: Sequence[int] | None = None,
+                 ranked_with: Sequence[Candidate] = ()) -> list[Candidate]:
         """Model work, on the worker thread (``uri``: the document, whose last syntax tree
-        is edited instead of parsed afresh; ``since``: the request's arrival)."""
+        is edited instead of parsed afresh; ``since``: the request's arrival; ``indices``
+        and ``ranked_with`` as ``generate_ranked`` takes them)."""
         if self.engine is None:
             return []
         if self.threads is not None:
@@ -588,11 +636,13 @@ class CompletionService:
             before, after = document[:offset], document[offset:]
         else:
             before, after, uri = win.prefix, win.suffix, None  # the window moves: no tree kept
-        ranked, self.last_raw = generate_ranked(
+        ranked, raw = generate_ranked(
             self.engine, win.prefix, win.suffix, language, sampling, before=before, after=after,
             rank_by_syntax=self.settings.completion.rank_by_syntax, cancelled=cancelled,
             context=context, path=path, background=background, trees=self._trees,
-            document=uri, since=since)
+            document=uri, since=since, indices=indices, ranked_with=ranked_with)
+        if not background:
+            self.last_raw = raw
         return ranked
 
     async def complete(self, uri: str, document: str, offset: int, *, line: int = 0,
@@ -636,11 +686,12 @@ class CompletionService:
             self.counters.cache_hits += 1
             self.counters.joined_prefetches += 1
         else:
+            greedy = self._greedy_alone(sampling)
             job = self.scheduler.submit(
                 # predict_ms counts from the arrival: the user waits for the prompt too
                 lambda cancelled: self._compute(document, offset, win, language, sampling,
                                                 cancelled, context, self._paths.get(uri),
-                                                uri=uri, since=arrived),
+                                                uri=uri, since=arrived, indices=greedy),
                 key=uri, document=uri,
             )
             try:
@@ -681,9 +732,101 @@ class CompletionService:
                 and len(document) <= MAX_FULL_PARSE_BYTES):
             # Checked later, off this path, in the document as it is now.
             self.labeller.offer(language.id, document, offset, offered)
+        if source is Source.MODEL and self._greedy_alone(sampling) is not None:
+            self._owe(_Owed(request_id, recorded, self.engine.name, self.adapter, key, uri,
+                            document, offset, win, language, sampling, context,
+                            self._paths.get(uri), ranked, offered))
+        self._decode_alternatives()
         if not shown:
             self.counters.empty += 1
         return Answer(request_id, shown, source, latency, language.id)
+
+    # -- alternatives, after the answer ----------------------------------------------------
+
+    def _greedy_alone(self, sampling: Sampling) -> list[int] | None:
+        """The candidates an editor's request decodes: the greedy one alone when
+        ``completion.alternatives_later`` (its others come afterwards), else all (None)."""
+        return [0] if self.settings.completion.alternatives_later and sampling.n > 1 else None
+
+    def _owe(self, owed: _Owed) -> None:
+        self._owed[owed.request_id] = owed
+        while len(self._owed) > OWED_ALTERNATIVES:
+            self._owed.popitem(last=False)
+            self.counters.alternatives_dropped += 1
+
+    def _decode_alternatives(self) -> None:
+        """Queue the decoding of the newest owed alternatives (on the loop), one job at a
+        time, behind any prefetch: the lowest priority, so a request or a warm-up supersedes
+        it, and the answer stays owed until the job completes. The newest first: its prompt is
+        the one the KV cache holds, and a user who pauses is likely to cycle through it."""
+        if not self._owed or self._alternatives is not None:  # None once its end is handled
+            return
+        owed = next(reversed(self._owed.values()))
+        loop = asyncio.get_running_loop()
+        # Decoded in full (no time limit: nobody waits for them, and the labeller checks
+        # them as the evaluation would), side by side.
+        sampling = replace(owed.sampling, predict_ms=0.0)
+
+        def work(cancelled: Callable[[], bool]) -> list[Candidate] | None:
+            engine = self.engine
+            if engine is None or (engine.name, self.adapter) != (owed.model, owed.adapter):
+                return None  # swapped since: these would not be the answer's alternatives
+            # No document key: the kept syntax tree stays the document's newest.
+            return self._compute(owed.document, owed.offset, owed.win, owed.language,
+                                 sampling, cancelled, owed.context, owed.path, background=True,
+                                 indices=range(1, sampling.n), ranked_with=owed.offered)
+
+        def done(future: Future[list[Candidate] | None]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended
+                loop.call_soon_threadsafe(self._alternatives_done, owed, future)
+
+        job = self.scheduler.submit(work, key="alternatives", priority=Priority.BACKGROUND,
+                                    document=owed.uri)
+        self._alternatives = job.future
+        job.future.add_done_callback(done)
+
+    def _alternatives_done(self, owed: _Owed,
+                           future: Future[list[Candidate] | None]) -> None:
+        """An alternatives job ended (on the loop). Superseded: the answer stays owed (the
+        next answer queues it again). Done: the new candidates are recorded with the request
+        (never shown: ranked after its own), offered to the labeller, and the cached answer
+        becomes the whole ranking; then the next owed one is queued."""
+        if self._alternatives is future:
+            self._alternatives = None
+        if future.cancelled() or isinstance(future.exception(), Cancelled):
+            return
+        if self._owed.pop(owed.request_id, None) is not None:  # else dropped meanwhile
+            ranked = future.result() if future.exception() is None else None
+            if ranked is None:  # failed, or the model or adapter was swapped since
+                self.counters.alternatives_dropped += 1
+            else:
+                self._alternatives_landed(owed, ranked)
+        self._decode_alternatives()
+
+    async def alternatives_settled(self, timeout: float = 120.0) -> bool:
+        """Wait until the alternatives of every answer are decoded and recorded (tests and the
+        demo, before they read the store); False if some are still owed after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self._owed and time.monotonic() < deadline:
+            self._decode_alternatives()
+            await asyncio.sleep(0.02)
+        return not self._owed
+
+    def _alternatives_landed(self, owed: _Owed, ranked: list[Candidate]) -> None:
+        self.counters.alternatives += 1
+        if self._cache.get(owed.key) is owed.cached:
+            self._cache[owed.key] = ranked
+        added = [replace(c, id=new_id(), shown=False) for c in ranked if not c.id]
+        if not added or not owed.recorded or self.store is None:
+            return
+        try:
+            self.store.record_candidates(owed.request_id, added, first_rank=len(owed.offered))
+        except Exception:  # noqa: BLE001 - logging must never cost a completion
+            log.exception("could not record the alternatives of request %s in %s",
+                          owed.request_id, self.store.path)
+            return
+        if self.labeller is not None and len(owed.document) <= MAX_FULL_PARSE_BYTES:
+            self.labeller.offer(owed.language.id, owed.document, owed.offset, added)
 
     # -- the event log ---------------------------------------------------------------------
 

@@ -392,10 +392,12 @@ class Engine:
         # different candidates depending on what the KV cache held before (seen on an AMD
         # EPYC: the greedy candidate changed between a fresh and a cached prompt).
         body, last = tokens[common:-1], tokens[-1:]
+        # A background prompt (a prefetch's, an alternatives') gives way midway through a
+        # batch: a request does not wait for the rest of it.
+        abort = cancelled if self._background else None
         for start in range(0, len(body), self.n_batch):
-            if cancelled():
+            if cancelled() or not self._eval(body[start : start + self.n_batch], abort):
                 raise Cancelled
-            llm.eval(body[start : start + self.n_batch])
         if cancelled():
             raise Cancelled
         llm.eval(last)
@@ -421,19 +423,30 @@ class Engine:
             if cancelled():
                 break
             chunk = tokens[start : start + batch]
-            self._abort = abandon or cancelled
-            try:
-                llm.eval(chunk)
-            except RuntimeError:
-                if (abandon or cancelled)():  # abandoned midway: llama.cpp dropped the batch
-                    self.counters.warm_aborts += 1
-                    break
-                raise
-            finally:
-                self._abort = None
+            if not self._eval(chunk, abandon or cancelled):
+                self.counters.warm_aborts += 1
+                break
             done += len(chunk)
         self.counters.warmed_tokens += done
         return done
+
+    def _eval(self, chunk: list[int], abort: Callable[[], bool] | None) -> bool:
+        """Evaluate ``chunk`` into the KV cache; with ``abort``, llama.cpp asks it between
+        the batch's operations and, when true, drops the batch's positions: False then (the
+        cache holds what it held before)."""
+        if abort is None:
+            self.llm.eval(chunk)
+            return True
+        self._abort = abort
+        try:
+            self.llm.eval(chunk)
+        except RuntimeError:
+            if abort():  # abandoned midway: llama.cpp dropped the batch
+                return False
+            raise
+        finally:
+            self._abort = None
+        return True
 
     def _allowed(self, forced: str) -> np.ndarray:
         """Token ids whose text agrees with ``forced``: starts with it, or is a prefix of it."""
@@ -446,7 +459,8 @@ class Engine:
     def generate(self, tokens: list[int], sampling: Sampling, *, forced: str = "",
                  stop: Callable[[str], bool] = lambda _text: False,
                  cancelled: Callable[[], bool] = lambda: False,
-                 background: bool = False, since: float | None = None) -> list[Candidate]:
+                 background: bool = False, since: float | None = None,
+                 indices: Sequence[int] | None = None) -> list[Candidate]:
         """``sampling.n`` candidates after ``tokens``: the first greedy, the rest sampled.
 
         ``forced`` is text every candidate must begin with (token healing: the prompt's
@@ -456,7 +470,11 @@ class Engine:
         (raising Cancelled) between prompt batches and between tokens. A ``background``
         generation (prefetch) is counted in ``background_tokens`` only. ``since`` (a
         ``time.monotonic()``): when the time of ``sampling.predict_ms`` started, the request's
-        arrival (default: once the prompt is evaluated).
+        arrival (default: once the prompt is evaluated). ``indices``: which of the candidates
+        to decode, in this order (default all of ``range(sampling.n)``): index 0 is the greedy
+        one, index i > 0 the sampled one seeded by (``sampling.seed``, i), so the alternatives
+        of a request that showed its greedy candidate alone can be decoded later, as they
+        would have been with it.
         """
         if not tokens:
             raise ValueError("empty prompt")
@@ -466,15 +484,15 @@ class Engine:
         try:
             prompt_logits = self._evaluate_prompt(tokens, cancelled)
             deadline = _deadline(sampling, since)
-            n = max(1, sampling.n)
-            if 1 < n <= self.n_seq:
-                candidates = self._sample_side_by_side(tokens, prompt_logits, sampling,
+            wanted = list(range(max(1, sampling.n)) if indices is None else indices)
+            if 1 < len(wanted) <= self.n_seq:
+                candidates = self._sample_side_by_side(tokens, prompt_logits, sampling, wanted,
                                                        forced, stop, cancelled, deadline)
             else:
                 candidates = [
                     self._sample_one(tokens, prompt_logits, sampling, index, forced, stop,
                                      cancelled, deadline)
-                    for index in range(n)
+                    for index in wanted
                 ]
         except Cancelled:
             if not background:
@@ -541,26 +559,23 @@ class Engine:
         return Candidate(text=text, raw=text, tokens=len(seq.out), logprob=mean)
 
     def _sample_side_by_side(self, prompt: list[int], logits: np.ndarray, sampling: Sampling,
-                             forced: str, stop: Callable[[str], bool],
+                             indices: list[int], forced: str, stop: Callable[[str], bool],
                              cancelled: Callable[[], bool], deadline: float
                              ) -> list[Candidate]:
-        """The ``sampling.n`` candidates decoded together: candidate i on sequence i of the
-        KV cache, which starts as a copy of the prompt's (sequence 0), and one batch per
-        step holding the next token of every candidate not yet complete: the weights are
-        read once per step, not once per candidate (``bench/candidates.py``: 3 candidates of
-        32 tokens in 787 ms against 1,176 one after another, 2 cores, AMX Xeon). Each
-        candidate is picked as ``_sample_one`` picks it. Past the ``deadline``, the sampled
-        candidates end with the greedy one: those still in a line keep their whole lines only
-        (an alternative does not hold up the answer by the rest of a longer line). The
-        sampled candidates are decoded from the start, not after the greedy one's first line
-        (which a first request would show sooner): the background labeller checks them, and
-        the trainer learns from those labels."""
+        """The candidates of ``indices`` decoded together: the j-th on sequence j of the KV
+        cache, which starts as a copy of the prompt's (sequence 0), and one batch per step
+        holding the next token of every candidate not yet complete: the weights are read once
+        per step, not once per candidate (``bench/candidates.py``: 3 candidates of 32 tokens
+        in 787 ms against 1,176 one after another, 2 cores, AMX Xeon). Each candidate is
+        picked as ``_sample_one`` picks it. Past the ``deadline``, the sampled candidates end
+        with the greedy one: those still in a line keep their whole lines only (an
+        alternative does not hold up the answer by the rest of a longer line)."""
         lc, llm = self._llama_cpp, self.llm
         ctx, memory, length = llm._ctx.ctx, llm._ctx.memory, len(prompt)
-        n = max(1, sampling.n)
+        n = len(indices)
         room = min(sampling.max_tokens, self.n_ctx - length)
         seqs = [_Sequence(i, np.random.default_rng([sampling.seed, i]), forced, room, deadline)
-                for i in range(n)]
+                for i in indices]
         llm.n_tokens = length
         lc.llama_memory_seq_rm(memory, 0, length, -1)
         for i in range(1, n):
@@ -589,7 +604,8 @@ class Engine:
                 if lc.llama_decode(ctx, batch) != 0:
                     raise RuntimeError("llama_decode failed for a batch of candidates")
                 pending = {i: self._logits_at(j) for j, (i, _) in enumerate(picked)}
-                if 0 not in pending and pending and 0 < deadline < time.monotonic():
+                if (seqs[0].index == 0 and 0 not in pending and pending
+                        and 0 < deadline < time.monotonic()):
                     for i in pending:
                         seqs[i].whole_lines()
                     self.counters.time_limited += len(pending)

@@ -618,11 +618,13 @@ def train_now(ls: CompilotServer, *args: Any) -> dict[str, Any]:
 
 @server.command(SETTLE)
 async def settle(ls: CompilotServer, *args: Any) -> bool:
-    """Wait until queued checks have run and queued writes are in the store (tests and the
-    demo use it before they read the store); False if the writes are not done in 30 s."""
+    """Wait until the answers' alternatives are decoded, queued checks have run and queued
+    writes are in the store (tests and the demo use it before they read the store); False if
+    the writes are not done in 30 s."""
     loop = asyncio.get_running_loop()
     if ls.service is not None:
         await loop.run_in_executor(None, ls.service.context_settled, 30.0)
+        await ls.service.alternatives_settled()  # they go to the labeller and the store
     if ls.labeller is not None:
         await loop.run_in_executor(None, ls.labeller.wait, 120.0)
     if ls.monitor is not None:

@@ -112,6 +112,12 @@ class Scheduler:
             self._cond.notify()
         return job
 
+    def abandoned(self) -> bool:
+        """Whether the running job was told to stop without finishing its step (asked from
+        the job's own work, on the worker)."""
+        running = self._running
+        return running is not None and running.abandoned
+
     def _loop(self) -> None:
         while True:
             with self._cond:

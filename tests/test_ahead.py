@@ -269,3 +269,73 @@ async def test_a_cache_hit_writes_no_new_window(tmp_path: Path) -> None:
     assert len(rows[first.request_id]["prefix"]) > 1000
     window = store.query("SELECT prefix FROM request_windows WHERE id = ?", (again.request_id,))
     assert window[0]["prefix"] == rows[first.request_id]["prefix"]
+
+
+async def test_an_answer_shows_its_greedy_candidate_and_its_alternatives_follow(
+        tmp_path: Path) -> None:
+    """``completion.alternatives_later``: a request decodes its greedy candidate alone (what a
+    user waits for); the other candidates are decoded afterwards, recorded with that request
+    (never shown, ranked after it), checked by the labeller, and added to its cached answer,
+    where the next request for the window finds them."""
+    from compilot.feedback.labeller import Labeller
+    from compilot.feedback.store import Store
+    from compilot.paths import DataDir
+    from compilot.settings import CheckSettings
+
+    settings, _ = settings_mod.load({"completion": {"maxTokens": 8, "candidates": 3,
+                                                   "temperature": 1.0, "prefetch": False}},
+                                    path=tmp_path / "none.toml")
+    store = Store.in_dir(DataDir(tmp_path / "data"))
+    labeller = Labeller(store, CheckSettings(idle_ms=0))
+    svc = CompletionService(settings, store=store, labeller=labeller)
+    svc.load().result()
+    try:
+        uri = (tmp_path / "x.py").as_uri()
+        engine = engine_of(svc)
+        generated = engine.counters.generated_tokens
+        first = await svc.complete(uri, DOCUMENT, AT, language_id="python")
+        assert first.source is Source.MODEL and len(first.items) == 1
+        assert engine.counters.generated_tokens - generated <= 8  # one candidate's tokens
+        assert await svc.alternatives_settled(120)
+        assert svc.counters.alternatives == 1
+        assert engine.counters.generated_tokens - generated <= 8  # they were background work
+        again = await svc.complete(uri, DOCUMENT, AT, language_id="python")
+        assert again.source is Source.CACHE
+        # ranked together: here an alternative that parses goes before the greedy candidate,
+        # a block's opening line without its body
+        assert {c.text for c in again.items} - {c.text for c in first.items}, again.items
+        assert labeller.wait(120)
+    finally:
+        svc.close()
+        labeller.close()
+    store = Store.in_dir(DataDir(tmp_path / "data"))
+    rows = store.query("SELECT id, rank, shown, text FROM candidates WHERE request_id = ? "
+                       "ORDER BY rank", (first.request_id,))
+    assert [r["id"] for r in rows[:1]] == [first.items[0].id]
+    assert len(rows) > 1 and [r["rank"] for r in rows] == list(range(len(rows)))
+    assert [r["shown"] for r in rows[1:]] == [0] * (len(rows) - 1)  # never shown
+    checked = {r["candidate_id"] for r in store.query(
+        "SELECT candidate_id FROM checks WHERE trigger = 'answer'")}
+    assert {r["id"] for r in rows[1:]} <= checked  # the labeller checked the alternatives
+
+
+async def test_a_request_supersedes_the_alternatives_which_stay_owed(tmp_path: Path) -> None:
+    """The alternatives of an answer are the lowest priority: a request stops their decoding,
+    and they are decoded afterwards (the answer stays owed until they are)."""
+    settings, _ = settings_mod.load({"completion": {"maxTokens": 8, "candidates": 3,
+                                                   "prefetch": False}},
+                                    path=tmp_path / "none.toml")
+    svc = CompletionService(settings, store=None)
+    svc.load().result()
+    try:
+        uri = (tmp_path / "y.py").as_uri()
+        first = await svc.complete(uri, DOCUMENT, AT, language_id="python")
+        assert svc._alternatives is not None  # queued behind the answer
+        second = await svc.complete(uri, DOCUMENT, AT - 8, language_id="python")
+        assert (first.source, second.source) == (Source.MODEL, Source.MODEL)
+        assert svc.counters.alternatives == 0  # stopped for the second request
+        assert list(svc._owed) == [first.request_id, second.request_id]
+        assert await svc.alternatives_settled(120)
+        assert svc.counters.alternatives == 2 and svc.counters.alternatives_dropped == 0
+    finally:
+        svc.close()

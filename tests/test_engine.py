@@ -85,6 +85,41 @@ def test_candidates_are_decoded_side_by_side_as_one_after_another_picks_them(
     assert engine.counters.reused_tokens - reused == len(prompt) - 1  # the prompt's KV kept
 
 
+def test_alternatives_decoded_later_are_those_decoded_with_the_greedy_candidate(
+        engine: Engine) -> None:
+    """``indices``: a request that decodes its greedy candidate alone gets, by decoding the
+    others afterwards, the alternatives it would have had (the same seeds, side by side)."""
+    three = sampling(n=3, max_tokens=12, temperature=0.8, seed=7)
+    prompt = engine.prompt(PREFIX, "", 12)
+    together = engine.generate(prompt, three, forced="    ")
+    generated = engine.counters.generated_tokens
+    [greedy] = engine.generate(prompt, three, forced="    ", indices=[0])
+    assert engine.counters.generated_tokens - generated == greedy.tokens  # the greedy alone
+    later = engine.generate(prompt, three, forced="    ", indices=[1, 2])
+    assert greedy.text.split("\n")[0] == together[0].text.split("\n")[0]
+    assert [c.text for c in later] == [c.text for c in together[1:]]
+    assert len({c.text for c in together}) > 1  # the sampled ones differ: a real check
+
+
+def test_a_background_prompt_gives_way_midway_through_a_batch(engine: Engine) -> None:
+    """A prefetch's or an alternatives' prompt is evaluated under llama.cpp's abort callback:
+    a request that comes meanwhile does not wait for the rest of the batch (was: up to
+    ``n_batch`` tokens, most of a second on 2 cores), and the KV cache stays sound."""
+    source = (Path(json.__file__).parent / "decoder.py").read_text()
+    prompt = engine.prompt(source[:4000], "", 8)
+    assert len(prompt) > engine.n_batch
+    engine.llm.n_tokens = 0
+    answers = iter([False])  # go on at the first look; stop at llama.cpp's first question
+    with pytest.raises(Cancelled):
+        engine.generate(prompt, sampling(max_tokens=8), background=True,
+                        cancelled=lambda: next(answers, True))
+    assert engine.llm.n_tokens == 0  # the batch was dropped, not finished
+    then = engine.generate(prompt, sampling(max_tokens=8))
+    engine.llm.n_tokens = 0
+    assert [c.text for c in then] == [c.text for c in engine.generate(prompt,
+                                                                      sampling(max_tokens=8))]
+
+
 @pytest.mark.parametrize("n", [1, 3], ids=["one", "side-by-side"])
 def test_a_candidate_past_its_time_ends_at_its_next_newline(engine: Engine, n: int) -> None:
     """``predict_ms``: once decoding has run that long, a candidate ends with the line it is

@@ -6,6 +6,7 @@ import json
 import sqlite3
 import stat
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,30 @@ def test_secrets_never_reach_the_store(tmp_path: Path) -> None:
     dump = "\n".join(sqlite3.connect(tmp_path / "events.db").iterdump())
     assert key not in dump and "hunter22" not in dump and "ghp_a1B2" not in dump
     assert PLACEHOLDER in dump
+
+
+def test_alternatives_join_their_request_redacted_and_only_a_recorded_one(
+        tmp_path: Path) -> None:
+    """``record_candidates``: the alternatives decoded after an answer join its request,
+    ranked after its own candidates, redacted; for a request never written (a write the full
+    queue dropped) nothing is written and nothing fails."""
+    from compilot.feedback.queued_store import QueuedStore
+
+    store = Store.in_dir(DataDir(tmp_path))
+    store.record_request(request(), [candidate()])
+    store.record_candidates("r1", [replace(candidate("c2", 'password = "hunter22"'), shown=False)],
+                           first_rank=1)
+    store.record_candidates("never", [candidate("c3")], first_rank=1)
+    rows = store.query("SELECT id, request_id, rank, shown, text FROM candidates ORDER BY rank")
+    assert [tuple(r)[:4] for r in rows] == [("c1", "r1", 0, 1), ("c2", "r1", 1, 0)]
+    assert "hunter22" not in rows[1]["text"] and PLACEHOLDER in rows[1]["text"]
+    store.close()
+    queued = QueuedStore(DataDir(tmp_path))
+    queued.record_candidates("r1", [candidate("c4")], first_rank=2)
+    assert queued.flush(30)
+    assert queued.record_event("c4", "accepted")  # known to the queue: events follow
+    queued.close()
+    assert Store.in_dir(DataDir(tmp_path)).counts()["candidates"] == 3
 
 
 def test_damaged_database_is_an_error_naming_it(tmp_path: Path) -> None:
