@@ -110,12 +110,13 @@ class CompletionSettings:
     """After a suggestion is shown, compute in the background the answer that follows
     accepting it, so that Tab and the next request is a cache hit."""
     alternatives_later: bool = True
-    """An editor's request decodes the greedy candidate alone and shows it; the other
-    candidates are decoded in the background afterwards (when no request waits), recorded
-    with the request, checked by the labeller and added to its cached answer, where the
-    editor's next request (cycling through alternatives) finds them. False: decoded side by
-    side with the greedy one in the request, which then takes longer (each step reads the
-    weights for more tokens)."""
+    """An editor's request decodes the greedy candidate alone and shows it, unless nothing of
+    it that parses can be shown (then the others are decoded at once and ranked with it); the
+    other candidates are decoded in the background afterwards (when no request waits),
+    recorded with the request, checked by the labeller and added to its cached answer, where
+    the editor's next request (cycling through alternatives) finds them. False: decoded side
+    by side with the greedy one in the request, which then takes longer (each step decodes a
+    token of every candidate)."""
     predict_ms: float = 250.0
     """Milliseconds from a request's arrival after which an editor's suggestion ends at its
     next newline (llama.cpp's t_max_predict_ms, which llama.vim sets; counted from the arrival,

@@ -103,8 +103,8 @@ class _Last:
 
 @dataclass
 class _Owed:
-    """An answer that showed its greedy candidate alone: its alternatives are still to be
-    decoded, in the document and window it was computed for."""
+    """An answer that showed its greedy candidate alone (``first_answer``): its alternatives
+    are still to be decoded, in the document and window it was computed for."""
 
     request_id: str
     recorded: bool
@@ -311,6 +311,31 @@ def generate_ranked(engine: Engine, prefix: str, suffix: str, language: Language
                   after=suffix if after is None else after, language=language,
                   check_syntax=rank_by_syntax, trees=trees, key=document)
     return ranked, [c.raw for c in candidates]
+
+
+def shows_parsing(ranked: Sequence[Candidate]) -> bool:
+    """Whether an answer shows a candidate that is not known to break the syntax."""
+    return any(r.shown and r.parsed is not False for r in ranked)
+
+
+def first_answer(engine: Engine, prefix: str, suffix: str, language: Language,
+                 sampling: Sampling, **options: Any) -> tuple[list[Candidate], list[str], bool]:
+    """An editor's answer with ``completion.alternatives_later``: the greedy candidate alone
+    (a step of one token costs less than a step of three), unless nothing of it can be shown
+    that parses; then the sampled ones are decoded at once and ranked with it, as a request
+    of all ``sampling.n`` would have (``bench/alternatives.py``: alone, the top suggestion
+    shown compiled less often). ``options`` are ``generate_ranked``'s. Returns (ranked
+    candidates, the model's raw texts, whether the sampled ones are still to be decoded)."""
+    ranked, raw = generate_ranked(engine, prefix, suffix, language, sampling, indices=[0],
+                                  **options)
+    if sampling.n <= 1:
+        return ranked, raw, False
+    if shows_parsing(ranked):
+        return ranked, raw, True
+    more, more_raw = generate_ranked(engine, prefix, suffix, language, sampling,
+                                     indices=range(1, sampling.n), ranked_with=ranked,
+                                     **options)
+    return more, raw + more_raw, False
 
 
 class CompletionService:
@@ -539,10 +564,9 @@ class CompletionService:
         """Compute, in the background, the answer to the request that follows accepting the
         top suggestion (llama.vim, llama.vscode), so that Tab and the next request is a cache
         hit. Accepting its first line, or a word, needs no prefetch: the rest of the same
-        suggestion answers that request (``_typed_through``). With
-        ``completion.alternatives_later`` it decodes the greedy candidate alone, as a request
-        would (a request that comes meanwhile waits for it), and its alternatives are not
-        decoded afterwards: the answer it computed has not been shown yet."""
+        suggestion answers that request (``_typed_through``). It decodes what a request
+        would (``first_answer``: a request that comes meanwhile waits for it); alternatives it
+        left out are not decoded afterwards: its answer has not been shown yet."""
         c = self.settings.completion
         if not c.prefetch or not shown or not shown[0].text:
             return
@@ -559,8 +583,7 @@ class CompletionService:
 
         def work(cancelled: Callable[[], bool]) -> list[Candidate]:
             return self._compute(after, at, next_win, language, sampling, cancelled, context,
-                                 path, background=True, uri=uri,
-                                 indices=self._greedy_alone(sampling))
+                                 path, background=True, uri=uri, first=True)[0]
 
         def done(future: Future[list[Candidate]]) -> None:
             with contextlib.suppress(RuntimeError):  # the loop has ended: nobody asks
@@ -622,28 +645,38 @@ class CompletionService:
     def _compute(self, document: str, offset: int, win: Window, language: Language,
                  sampling: Sampling, cancelled: Callable[[], bool], context: Choice = NONE,
                  path: str | None = None, background: bool = False,
-                 uri: str | None = None, since: float | None = None,
+                 uri: str | None = None, since: float | None = None, first: bool = False,
                  indices: Sequence[int] | None = None,
-                 ranked_with: Sequence[Candidate] = ()) -> list[Candidate]:
+                 ranked_with: Sequence[Candidate] = ()) -> tuple[list[Candidate], bool]:
         """Model work, on the worker thread (``uri``: the document, whose last syntax tree
-        is edited instead of parsed afresh; ``since``: the request's arrival; ``indices``
-        and ``ranked_with`` as ``generate_ranked`` takes them)."""
+        is edited instead of parsed afresh; ``since``: the request's arrival; ``first``: an
+        editor's answer, ``first_answer`` with ``completion.alternatives_later``; ``indices``
+        and ``ranked_with`` as ``generate_ranked`` takes them). Returns the ranked candidates
+        and whether their alternatives are still to be decoded."""
         if self.engine is None:
-            return []
+            return [], False
         if self.threads is not None:
             self.engine.set_threads(self.threads.threads())
         if len(document) <= MAX_FULL_PARSE_BYTES:
             before, after = document[:offset], document[offset:]
         else:
             before, after, uri = win.prefix, win.suffix, None  # the window moves: no tree kept
-        ranked, raw = generate_ranked(
-            self.engine, win.prefix, win.suffix, language, sampling, before=before, after=after,
-            rank_by_syntax=self.settings.completion.rank_by_syntax, cancelled=cancelled,
-            context=context, path=path, background=background, trees=self._trees,
-            document=uri, since=since, indices=indices, ranked_with=ranked_with)
+        options: dict[str, Any] = {
+            "before": before, "after": after,
+            "rank_by_syntax": self.settings.completion.rank_by_syntax, "cancelled": cancelled,
+            "context": context, "path": path, "background": background, "trees": self._trees,
+            "document": uri, "since": since}
+        owed = False
+        if first and self.settings.completion.alternatives_later:
+            ranked, raw, owed = first_answer(self.engine, win.prefix, win.suffix, language,
+                                             sampling, **options)
+        else:
+            ranked, raw = generate_ranked(self.engine, win.prefix, win.suffix, language,
+                                          sampling, indices=indices, ranked_with=ranked_with,
+                                          **options)
         if not background:
             self.last_raw = raw
-        return ranked
+        return ranked, owed
 
     async def complete(self, uri: str, document: str, offset: int, *, line: int = 0,
                        character: int = 0, language_id: str | None = None) -> Answer:
@@ -674,6 +707,7 @@ class CompletionService:
         key = self._key(win, language, context)
 
         source = Source.MODEL
+        owes = False  # the answer's alternatives are still to be decoded
         ranked = self._typed_through(uri, win)
         if ranked is not None:
             source = Source.TYPED
@@ -686,16 +720,15 @@ class CompletionService:
             self.counters.cache_hits += 1
             self.counters.joined_prefetches += 1
         else:
-            greedy = self._greedy_alone(sampling)
             job = self.scheduler.submit(
                 # predict_ms counts from the arrival: the user waits for the prompt too
                 lambda cancelled: self._compute(document, offset, win, language, sampling,
                                                 cancelled, context, self._paths.get(uri),
-                                                uri=uri, since=arrived, indices=greedy),
+                                                uri=uri, since=arrived, first=True),
                 key=uri, document=uri,
             )
             try:
-                computed: list[Candidate] = await asyncio.wrap_future(job.future)
+                computed, owes = await asyncio.wrap_future(job.future)
             except Cancelled:
                 self.counters.cancelled += 1
                 return Answer(request_id, [], None, 0.0, language.id)
@@ -732,7 +765,7 @@ class CompletionService:
                 and len(document) <= MAX_FULL_PARSE_BYTES):
             # Checked later, off this path, in the document as it is now.
             self.labeller.offer(language.id, document, offset, offered)
-        if source is Source.MODEL and self._greedy_alone(sampling) is not None:
+        if owes:
             self._owe(_Owed(request_id, recorded, self.engine.name, self.adapter, key, uri,
                             document, offset, win, language, sampling, context,
                             self._paths.get(uri), ranked, offered))
@@ -742,11 +775,6 @@ class CompletionService:
         return Answer(request_id, shown, source, latency, language.id)
 
     # -- alternatives, after the answer ----------------------------------------------------
-
-    def _greedy_alone(self, sampling: Sampling) -> list[int] | None:
-        """The candidates an editor's request decodes: the greedy one alone when
-        ``completion.alternatives_later`` (its others come afterwards), else all (None)."""
-        return [0] if self.settings.completion.alternatives_later and sampling.n > 1 else None
 
     def _owe(self, owed: _Owed) -> None:
         self._owed[owed.request_id] = owed
@@ -774,7 +802,7 @@ class CompletionService:
             # No document key: the kept syntax tree stays the document's newest.
             return self._compute(owed.document, owed.offset, owed.win, owed.language,
                                  sampling, cancelled, owed.context, owed.path, background=True,
-                                 indices=range(1, sampling.n), ranked_with=owed.offered)
+                                 indices=range(1, sampling.n), ranked_with=owed.offered)[0]
 
         def done(future: Future[list[Candidate] | None]) -> None:
             with contextlib.suppress(RuntimeError):  # the loop has ended

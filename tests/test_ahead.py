@@ -282,8 +282,10 @@ async def test_an_answer_shows_its_greedy_candidate_and_its_alternatives_follow(
     from compilot.paths import DataDir
     from compilot.settings import CheckSettings
 
-    settings, _ = settings_mod.load({"completion": {"maxTokens": 8, "candidates": 3,
-                                                   "temperature": 1.0, "prefetch": False}},
+    # no time limit: the greedy candidate here is a whole `if` statement, which parses
+    settings, _ = settings_mod.load({"completion": {"maxTokens": 12, "candidates": 3,
+                                                   "temperature": 1.0, "prefetch": False,
+                                                   "predictMs": 0}},
                                     path=tmp_path / "none.toml")
     store = Store.in_dir(DataDir(tmp_path / "data"))
     labeller = Labeller(store, CheckSettings(idle_ms=0))
@@ -295,14 +297,13 @@ async def test_an_answer_shows_its_greedy_candidate_and_its_alternatives_follow(
         generated = engine.counters.generated_tokens
         first = await svc.complete(uri, DOCUMENT, AT, language_id="python")
         assert first.source is Source.MODEL and len(first.items) == 1
-        assert engine.counters.generated_tokens - generated <= 8  # one candidate's tokens
+        assert first.items[0].parsed is True
+        assert engine.counters.generated_tokens - generated <= 12  # one candidate's tokens
         assert await svc.alternatives_settled(120)
         assert svc.counters.alternatives == 1
-        assert engine.counters.generated_tokens - generated <= 8  # they were background work
+        assert engine.counters.generated_tokens - generated <= 12  # they were background work
         again = await svc.complete(uri, DOCUMENT, AT, language_id="python")
-        assert again.source is Source.CACHE
-        # ranked together: here an alternative that parses goes before the greedy candidate,
-        # a block's opening line without its body
+        assert again.source is Source.CACHE  # ranked together now: more to cycle through
         assert {c.text for c in again.items} - {c.text for c in first.items}, again.items
         assert labeller.wait(120)
     finally:
@@ -322,8 +323,8 @@ async def test_an_answer_shows_its_greedy_candidate_and_its_alternatives_follow(
 async def test_a_request_supersedes_the_alternatives_which_stay_owed(tmp_path: Path) -> None:
     """The alternatives of an answer are the lowest priority: a request stops their decoding,
     and they are decoded afterwards (the answer stays owed until they are)."""
-    settings, _ = settings_mod.load({"completion": {"maxTokens": 8, "candidates": 3,
-                                                   "prefetch": False}},
+    settings, _ = settings_mod.load({"completion": {"maxTokens": 12, "candidates": 3,
+                                                   "prefetch": False, "predictMs": 0}},
                                     path=tmp_path / "none.toml")
     svc = CompletionService(settings, store=None)
     svc.load().result()
@@ -337,5 +338,29 @@ async def test_a_request_supersedes_the_alternatives_which_stay_owed(tmp_path: P
         assert list(svc._owed) == [first.request_id, second.request_id]
         assert await svc.alternatives_settled(120)
         assert svc.counters.alternatives == 2 and svc.counters.alternatives_dropped == 0
+    finally:
+        svc.close()
+
+
+async def test_a_greedy_candidate_that_does_not_parse_gets_its_alternatives_at_once(
+        tmp_path: Path) -> None:
+    """When nothing of the greedy candidate can be shown that parses (here the opening line
+    of an `if` whose body did not fit), the request decodes the sampled ones at once and
+    ranks them with it, as a request of all three would: one of them that parses is shown,
+    and nothing is owed."""
+    settings, _ = settings_mod.load({"completion": {"maxTokens": 8, "candidates": 3,
+                                                   "temperature": 1.0, "prefetch": False,
+                                                   "predictMs": 0}},
+                                    path=tmp_path / "none.toml")
+    svc = CompletionService(settings, store=None)
+    svc.load().result()
+    try:
+        engine = engine_of(svc)
+        generated = engine.counters.generated_tokens
+        answer = await svc.complete((tmp_path / "z.py").as_uri(), DOCUMENT, AT,
+                                    language_id="python")
+        assert answer.items and answer.items[0].parsed is True, answer.items
+        assert engine.counters.generated_tokens - generated > 8  # more than the greedy one
+        assert not svc._owed and svc._alternatives is None
     finally:
         svc.close()
