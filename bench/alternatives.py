@@ -1,6 +1,6 @@
 """What a first answer shows when its alternatives come later: the greedy candidate alone,
-the default (``completion.alternatives_later``: the greedy candidate alone unless nothing of
-it that parses can be shown, then the others at once, ``first_answer``) and the request's three
+``completion.alternatives_later`` (the greedy candidate alone unless nothing of it that
+parses can be shown, then the others at once, ``first_answer``) and the request's three
 candidates ranked together (decoded side by side in the request), on the same
 standard-library function bodies, in one run.
 
@@ -32,7 +32,7 @@ from compilot.training.corpus import stdlib_holes
 from compilot.training.evaluate import Evaluator
 from compilot.training.prompts import Prompt
 
-WAYS = ("greedy alone", "default", "three ranked together")
+WAYS = ("greedy alone", "alternatives later", "three ranked together")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -69,7 +69,7 @@ def main() -> None:
             generate_ranked(engine, win.prefix, win.suffix, python,  # the prompt in KV
                             replace(sampling, n=1, max_tokens=1), before=before, after=after)
             started = time.perf_counter()
-            if way == "default":
+            if way == WAYS[1]:
                 ranked, _raw, owed = first_answer(engine, win.prefix, win.suffix, python,
                                                   sampling, before=before, after=after)
                 at_once += not owed
@@ -88,7 +88,7 @@ def main() -> None:
     n = len(holes)
     out = {"bodies": n, "candidates": c.candidates, "max_tokens": args.max_tokens,
            "threads": engine.n_threads, "top_differs": differ,
-           "default_decoded_the_others_at_once": at_once}
+           "later_decoded_the_others_at_once": at_once}
     print(f"{n} standard-library bodies, {c.candidates} candidates of at most "
           f"{args.max_tokens} tokens, {engine.n_threads} threads; the prompt already in the "
           "KV cache")
@@ -100,7 +100,7 @@ def main() -> None:
               f"  nothing shown {empty[way]:>3}  p50 {pct(ms[way], .5):7.1f} ms  "
               f"p95 {pct(ms[way], .95):7.1f} ms")
     print(f"the top suggestion of the greedy alone and of the three together differs in "
-          f"{differ} of {n}; the default decoded the others at once in {at_once} of {n}")
+          f"{differ} of {n}; alternatives later decoded the others at once in {at_once} of {n}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
 

@@ -109,14 +109,17 @@ class CompletionSettings:
     prefetch: bool = True
     """After a suggestion is shown, compute in the background the answer that follows
     accepting it, so that Tab and the next request is a cache hit."""
-    alternatives_later: bool = True
-    """An editor's request decodes the greedy candidate alone and shows it, unless nothing of
-    it that parses can be shown (then the others are decoded at once and ranked with it); the
-    other candidates are decoded in the background afterwards (when no request waits),
+    alternatives_later: bool = False
+    """An editor's request decodes the greedy candidate alone and shows it, unless it ended on
+    its own and nothing of it that parses can be shown (then the others are decoded at once
+    and ranked with it; a line the time limit ended is unfinished, not broken); the other
+    candidates are decoded in the background afterwards (once no request came for a moment),
     recorded with the request, checked by the labeller and added to its cached answer, where
-    the editor's next request (cycling through alternatives) finds them. False: decoded side
-    by side with the greedy one in the request, which then takes longer (each step decodes a
-    token of every candidate)."""
+    the editor's next request (cycling through alternatives) finds them. Off by default: in
+    ``bench/keystrokes.py`` it made the first request in a new place faster (p50 591 ms
+    against 920) but the slowest requests while typing slower (p95 1,067 ms against 536: the
+    second pass for a greedy candidate that does not parse). Off: the candidates are decoded
+    side by side in the request."""
     predict_ms: float = 250.0
     """Milliseconds from a request's arrival after which an editor's suggestion ends at its
     next newline (llama.cpp's t_max_predict_ms, which llama.vim sets; counted from the arrival,

@@ -59,6 +59,11 @@ CUT_WAIT_S = 0.25
 OWED_ALTERNATIVES = 16
 """Answers whose alternatives wait to be decoded (``completion.alternatives_later``); the
 oldest beyond it are dropped and counted."""
+ALTERNATIVES_IDLE_S = 1.5
+"""Seconds without a request before owed alternatives are decoded: while the user types, the
+worker is kept for requests and their prefetches (decoded after every answer, the slowest
+requests while typing took longer: p95 1,551 ms against 607 and 619 with the candidates
+decoded in the request, ``bench/results/keystrokes-alternatives/earlier/``)."""
 
 
 def _approx_tokens(text: str) -> int:
@@ -321,16 +326,23 @@ def shows_parsing(ranked: Sequence[Candidate]) -> bool:
 def first_answer(engine: Engine, prefix: str, suffix: str, language: Language,
                  sampling: Sampling, **options: Any) -> tuple[list[Candidate], list[str], bool]:
     """An editor's answer with ``completion.alternatives_later``: the greedy candidate alone
-    (a step of one token costs less than a step of three), unless nothing of it can be shown
-    that parses; then the sampled ones are decoded at once and ranked with it, as a request
-    of all ``sampling.n`` would have (``bench/alternatives.py``: alone, the top suggestion
-    shown compiled less often). ``options`` are ``generate_ranked``'s. Returns (ranked
-    candidates, the model's raw texts, whether the sampled ones are still to be decoded)."""
+    (a step of one token costs less than a step of three), unless it ended on its own and
+    nothing of it can be shown that parses; then the sampled ones are decoded at once and
+    ranked with it, as a request of all ``sampling.n`` would have (``bench/alternatives.py``:
+    alone, the top suggestion shown compiled less often). A greedy candidate that the time
+    limit (``Sampling.predict_ms``) ended at its line is unfinished rather than broken (the
+    opening line of a block, whose body the next request brings): the sampled ones, ended
+    the same way, would cost a second pass for lines as unfinished (the first request after
+    moving to another function took it at p50, 877 ms, in
+    ``bench/results/keystrokes-alternatives/earlier/v2-later-1.json``).
+    ``options`` are ``generate_ranked``'s. Returns (ranked candidates, the model's raw texts,
+    whether the sampled ones are still to be decoded)."""
+    limited = engine.counters.time_limited
     ranked, raw = generate_ranked(engine, prefix, suffix, language, sampling, indices=[0],
                                   **options)
     if sampling.n <= 1:
         return ranked, raw, False
-    if shows_parsing(ranked):
+    if shows_parsing(ranked) or engine.counters.time_limited > limited:
         return ranked, raw, True
     more, more_raw = generate_ranked(engine, prefix, suffix, language, sampling,
                                      indices=range(1, sampling.n), ranked_with=ranked,
@@ -380,6 +392,10 @@ class CompletionService:
         """Request id -> an answer whose alternatives are still to be decoded, oldest first."""
         self._alternatives: Future[list[Candidate] | None] | None = None
         """The job decoding the alternatives of one of them."""
+        self._last_request = 0.0
+        """When the last request came or was answered (``time.monotonic()``)."""
+        self._idle: asyncio.TimerHandle | None = None
+        """The timer that decodes owed alternatives once the user is idle."""
 
     # -- other files -----------------------------------------------------------------------
 
@@ -679,9 +695,13 @@ class CompletionService:
         return ranked, owed
 
     async def complete(self, uri: str, document: str, offset: int, *, line: int = 0,
-                       character: int = 0, language_id: str | None = None) -> Answer:
-        """Ranked candidates for the cursor at ``offset`` (a str index) of ``document``."""
+                       character: int = 0, language_id: str | None = None,
+                       invoked: bool = False) -> Answer:
+        """Ranked candidates for the cursor at ``offset`` (a str index) of ``document``;
+        ``invoked``: the user asked (LSP's trigger kind Invoked: cycling through suggestions,
+        a key to suggest), so an answer whose alternatives are still owed waits for them."""
         started, arrived = time.perf_counter(), time.monotonic()
+        self._last_request = arrived
         self.counters.requests += 1
         if self.labeller is not None:
             self.labeller.request()
@@ -715,6 +735,8 @@ class CompletionService:
         elif (hit := self._cache.get_fresh(key)) is not None:
             ranked, source = hit, Source.CACHE
             self.counters.cache_hits += 1
+            if invoked and (whole := await self._alternatives_now(key, uri)) is not None:
+                ranked = whole
         elif (joined := await self._join_prefetch(key)) is not None:
             ranked, source = joined, Source.CACHE
             self.counters.cache_hits += 1
@@ -769,6 +791,7 @@ class CompletionService:
             self._owe(_Owed(request_id, recorded, self.engine.name, self.adapter, key, uri,
                             document, offset, win, language, sampling, context,
                             self._paths.get(uri), ranked, offered))
+        self._last_request = time.monotonic()  # idle from the answer on
         self._decode_alternatives()
         if not shown:
             self.counters.empty += 1
@@ -783,26 +806,21 @@ class CompletionService:
             self.counters.alternatives_dropped += 1
 
     def _decode_alternatives(self) -> None:
-        """Queue the decoding of the newest owed alternatives (on the loop), one job at a
-        time, behind any prefetch: the lowest priority, so a request or a warm-up supersedes
-        it, and the answer stays owed until the job completes. The newest first: its prompt is
-        the one the KV cache holds, and a user who pauses is likely to cycle through it."""
+        """Queue the decoding of the newest owed alternatives (on the loop) once no request
+        came for ``ALTERNATIVES_IDLE_S``, one job at a time, behind any prefetch: the lowest
+        priority, so a request or a warm-up supersedes it, and the answer stays owed until the
+        job completes. The newest first: its prompt is the one the KV cache holds, and a user
+        who pauses is likely to cycle through it."""
         if not self._owed or self._alternatives is not None:  # None once its end is handled
             return
-        owed = next(reversed(self._owed.values()))
         loop = asyncio.get_running_loop()
-        # Decoded in full (no time limit: nobody waits for them, and the labeller checks
-        # them as the evaluation would), side by side.
-        sampling = replace(owed.sampling, predict_ms=0.0)
-
-        def work(cancelled: Callable[[], bool]) -> list[Candidate] | None:
-            engine = self.engine
-            if engine is None or (engine.name, self.adapter) != (owed.model, owed.adapter):
-                return None  # swapped since: these would not be the answer's alternatives
-            # No document key: the kept syntax tree stays the document's newest.
-            return self._compute(owed.document, owed.offset, owed.win, owed.language,
-                                 sampling, cancelled, owed.context, owed.path, background=True,
-                                 indices=range(1, sampling.n), ranked_with=owed.offered)[0]
+        wait = self._last_request + ALTERNATIVES_IDLE_S - time.monotonic()
+        if wait > 0:
+            if self._idle is None:
+                self._idle = loop.call_later(wait, self._idle_now)
+            return
+        owed = next(reversed(self._owed.values()))
+        work = self._alternatives_of(owed, background=True)
 
         def done(future: Future[list[Candidate] | None]) -> None:
             with contextlib.suppress(RuntimeError):  # the loop has ended
@@ -812,6 +830,55 @@ class CompletionService:
                                     document=owed.uri)
         self._alternatives = job.future
         job.future.add_done_callback(done)
+
+    def _idle_now(self) -> None:
+        self._idle = None
+        self._decode_alternatives()
+
+    def _alternatives_of(self, owed: _Owed, *, background: bool
+                         ) -> Callable[[Callable[[], bool]], list[Candidate] | None]:
+        """The worker's job that decodes ``owed``'s alternatives and ranks them with its
+        answer: None when the model or the adapter was swapped since. Side by side, each
+        ending at its next newline once the request's ``predict_ms`` has passed since they
+        started (as with the greedy one they would have ended with it: whole lines, and a
+        bounded piece of background work, which a request would otherwise wait on for a
+        step of it)."""
+        sampling = owed.sampling
+
+        def work(cancelled: Callable[[], bool]) -> list[Candidate] | None:
+            engine = self.engine
+            if engine is None or (engine.name, self.adapter) != (owed.model, owed.adapter):
+                return None  # swapped since: these would not be the answer's alternatives
+            # No document key: the kept syntax tree stays the document's newest.
+            return self._compute(owed.document, owed.offset, owed.win, owed.language,
+                                 sampling, cancelled, owed.context, owed.path,
+                                 background=background, indices=range(1, sampling.n),
+                                 ranked_with=owed.offered)[0]
+
+        return work
+
+    async def _alternatives_now(self, key: tuple[object, ...], uri: str
+                                ) -> list[Candidate] | None:
+        """The user asked for suggestions where an answer's alternatives are still owed
+        (cycling through them, an explicit request): they are decoded now, at a request's
+        priority, and the whole ranking answers; None when none are owed for ``key`` (or the
+        decoding was cancelled or failed: the cached answer stands)."""
+        owed = next((o for o in self._owed.values() if o.key == key), None)
+        if owed is None:
+            return None
+        job = self.scheduler.submit(self._alternatives_of(owed, background=False), key=uri,
+                                    document=uri)
+        try:
+            ranked = await asyncio.wrap_future(job.future)
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+        except Exception:  # noqa: BLE001 - superseded or failed: the cached answer stands
+            return None
+        if ranked is None or self._owed.pop(owed.request_id, None) is None:
+            return None  # swapped, or the background job landed them meanwhile
+        self._alternatives_landed(owed, ranked)
+        return ranked
 
     def _alternatives_done(self, owed: _Owed,
                            future: Future[list[Candidate] | None]) -> None:
@@ -836,7 +903,7 @@ class CompletionService:
         demo, before they read the store); False if some are still owed after ``timeout``."""
         deadline = time.monotonic() + timeout
         while self._owed and time.monotonic() < deadline:
-            self._decode_alternatives()
+            self._decode_alternatives()  # the idle timer starts them
             await asyncio.sleep(0.02)
         return not self._owed
 
@@ -924,6 +991,8 @@ class CompletionService:
 
     def close(self) -> None:
         """Stop the worker and close the store."""
+        if self._idle is not None:
+            self._idle.cancel()
         self.scheduler.stop()
         self._cutter.shutdown(wait=False, cancel_futures=True)
         if self.store is not None:

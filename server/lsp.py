@@ -257,12 +257,13 @@ def did_change_configuration(ls: CompilotServer,
 
 
 async def _answer(ls: CompilotServer, uri: str, position: types.Position,
-                  selected: types.SelectedCompletionInfo | None = None
-                  ) -> tuple[Answer, str, int] | None:
+                  selected: types.SelectedCompletionInfo | None = None,
+                  invoked: bool = False) -> tuple[Answer, str, int] | None:
     """The service's answer, with the document text and cursor offset it was made for.
     ``selected``: the suggest widget's selected entry (LSP 3.18's ``selectedCompletionInfo``):
     the answer is for the document as it would be with that entry accepted, as Copilot
-    answers (the text and offset returned are of that document)."""
+    answers (the text and offset returned are of that document); ``invoked``: the user asked
+    (``CompletionService.complete``)."""
     if ls.service is None or uri not in ls.workspace.text_documents:
         return None
     document = ls.workspace.get_text_document(uri)
@@ -287,7 +288,7 @@ async def _answer(ls: CompilotServer, uri: str, position: types.Position,
         text, offset = applied
         line, character = position_of(text, offset)
     answer = await ls.service.complete(uri, text, offset, line=line, character=character,
-                                       language_id=document.language_id)
+                                       language_id=document.language_id, invoked=invoked)
     return answer, text, offset
 
 
@@ -300,7 +301,9 @@ async def inline_completion(ls: CompilotServer, params: types.InlineCompletionPa
     items that extend its selected entry over the same range: the candidates are made for the
     document with that entry accepted, and sent as the entry's text followed by theirs."""
     selected = params.context.selected_completion_info if params.context else None
-    answered = await _answer(ls, params.text_document.uri, params.position, selected)
+    invoked = bool(params.context
+                   and params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked)
+    answered = await _answer(ls, params.text_document.uri, params.position, selected, invoked)
     if answered is None:
         return types.InlineCompletionList(items=[])
     answer = answered[0]

@@ -285,7 +285,7 @@ async def test_an_answer_shows_its_greedy_candidate_and_its_alternatives_follow(
     # no time limit: the greedy candidate here is a whole `if` statement, which parses
     settings, _ = settings_mod.load({"completion": {"maxTokens": 12, "candidates": 3,
                                                    "temperature": 1.0, "prefetch": False,
-                                                   "predictMs": 0}},
+                                                   "predictMs": 0, "alternativesLater": True}},
                                     path=tmp_path / "none.toml")
     store = Store.in_dir(DataDir(tmp_path / "data"))
     labeller = Labeller(store, CheckSettings(idle_ms=0))
@@ -324,14 +324,20 @@ async def test_a_request_supersedes_the_alternatives_which_stay_owed(tmp_path: P
     """The alternatives of an answer are the lowest priority: a request stops their decoding,
     and they are decoded afterwards (the answer stays owed until they are)."""
     settings, _ = settings_mod.load({"completion": {"maxTokens": 12, "candidates": 3,
-                                                   "prefetch": False, "predictMs": 0}},
+                                                   "prefetch": False, "predictMs": 0,
+                                                   "alternativesLater": True}},
                                     path=tmp_path / "none.toml")
     svc = CompletionService(settings, store=None)
     svc.load().result()
     try:
         uri = (tmp_path / "y.py").as_uri()
         first = await svc.complete(uri, DOCUMENT, AT, language_id="python")
-        assert svc._alternatives is not None  # queued behind the answer
+        assert svc._alternatives is None  # not while the user may still be typing
+        for _ in range(200):  # ALTERNATIVES_IDLE_S later they start
+            if svc._alternatives is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert svc._alternatives is not None
         second = await svc.complete(uri, DOCUMENT, AT - 8, language_id="python")
         assert (first.source, second.source) == (Source.MODEL, Source.MODEL)
         assert svc.counters.alternatives == 0  # stopped for the second request
@@ -350,7 +356,7 @@ async def test_a_greedy_candidate_that_does_not_parse_gets_its_alternatives_at_o
     and nothing is owed."""
     settings, _ = settings_mod.load({"completion": {"maxTokens": 8, "candidates": 3,
                                                    "temperature": 1.0, "prefetch": False,
-                                                   "predictMs": 0}},
+                                                   "predictMs": 0, "alternativesLater": True}},
                                     path=tmp_path / "none.toml")
     svc = CompletionService(settings, store=None)
     svc.load().result()
@@ -362,5 +368,52 @@ async def test_a_greedy_candidate_that_does_not_parse_gets_its_alternatives_at_o
         assert answer.items and answer.items[0].parsed is True, answer.items
         assert engine.counters.generated_tokens - generated > 8  # more than the greedy one
         assert not svc._owed and svc._alternatives is None
+    finally:
+        svc.close()
+
+
+async def test_asking_again_where_alternatives_are_owed_decodes_them_now(
+        tmp_path: Path) -> None:
+    """An invoked request (the user cycles through suggestions: VS Code asks again with the
+    trigger kind Invoked, the Neovim plugin too) for a window whose alternatives are still
+    owed decodes them at a request's priority and answers with the whole ranking."""
+    settings, _ = settings_mod.load({"completion": {"maxTokens": 12, "candidates": 3,
+                                                   "temperature": 1.0, "prefetch": False,
+                                                   "predictMs": 0, "alternativesLater": True}},
+                                    path=tmp_path / "none.toml")
+    svc = CompletionService(settings, store=None)
+    svc.load().result()
+    try:
+        uri = (tmp_path / "w.py").as_uri()
+        first = await svc.complete(uri, DOCUMENT, AT, language_id="python")
+        assert len(first.items) == 1 and list(svc._owed) == [first.request_id]
+        again = await svc.complete(uri, DOCUMENT, AT, language_id="python", invoked=True)
+        assert again.source is Source.CACHE and len(again.items) > 1, again.items
+        assert not svc._owed and svc.counters.alternatives == 1
+        assert await svc.alternatives_settled(60)
+        assert svc.counters.alternatives == 1  # not decoded twice
+    finally:
+        svc.close()
+
+
+async def test_a_greedy_line_ended_by_the_time_limit_is_shown_alone(tmp_path: Path) -> None:
+    """A greedy candidate that the time limit ended at its first line (here the opening line
+    of an `if`) is unfinished, not broken: it is shown alone, and its alternatives come
+    after the answer, not in a second pass that the user would wait for."""
+    settings, _ = settings_mod.load({"completion": {"maxTokens": 12, "candidates": 3,
+                                                   "prefetch": False, "predictMs": 1,
+                                                   "alternativesLater": True}},
+                                    path=tmp_path / "none.toml")
+    svc = CompletionService(settings, store=None)
+    svc.load().result()
+    try:
+        engine = engine_of(svc)
+        generated = engine.counters.generated_tokens
+        answer = await svc.complete((tmp_path / "v.py").as_uri(), DOCUMENT, AT,
+                                    language_id="python")
+        [item] = answer.items
+        assert item.text == "if not isinstance(s):" and item.parsed is False
+        assert engine.counters.generated_tokens - generated < 12  # the greedy line alone
+        assert list(svc._owed) == [answer.request_id]
     finally:
         svc.close()

@@ -396,6 +396,26 @@ def test_extmarks_partial_accept_typing_through_and_escape(editor: Callable[...,
 
 
 @pytest.mark.slow
+def test_cycling_a_lone_suggestion_asks_for_its_alternatives(editor: Callable[..., Nvim],
+                                                           tmp_path: Path) -> None:
+    """With completion.alternatives_later the server answers with the greedy candidate alone
+    and decodes the others after it; cycling (compilot.next) on a lone suggestion asks again
+    with the trigger kind Invoked, the server decodes them now, and the next one is shown."""
+    nvim = editor(ghost_text="extmarks", settings={"completion": {
+        "maxTokens": 16, "candidates": 3, "temperature": 1.0, "predictMs": 0,
+        "prefetch": False, "alternativesLater": True}})
+    open_file(nvim, tmp_path / "point.py", POINT)
+    shown = insert_at(nvim, 2)
+    assert shown["count"] == 1, shown
+    assert nvim.lua("return require('compilot').next()") is True
+    cycled = nvim.wait(SHOWN + " and s.count > 1 and s.index == 2 and s", timeout=MODEL_WAIT,
+                       what="the next of the alternatives")
+    assert cycled["item"]["id"] != shown["item"]["id"]
+    [mark] = nvim.lua(EXTMARKS, "compilot.ghost")
+    assert f"(2/{cycled['count']})" in json.dumps(mark)
+
+
+@pytest.mark.slow
 def test_tab_falls_through_when_nothing_is_shown(editor: Callable[..., Nvim],
                                                  tmp_path: Path) -> None:
     """With no suggestion <Tab> does what it did before: indent, or the mapping it replaced;

@@ -169,7 +169,7 @@ function M.show(bufnr, client, items, row, col)
   if #usable == 0 then
     return false
   end
-  st.items, st.index, st.prefix, st.hint = usable, 1, prefix, nil
+  st.items, st.index, st.prefix, st.hint, st.asked = usable, 1, prefix, nil, false
   st.row, st.col, st.tick = row, col, tick(bufnr)
   render(bufnr, st)
   lsp.shown(bufnr, usable[1])
@@ -186,8 +186,9 @@ end
 --- Ask the server for a suggestion at the cursor; the answer is shown if the cursor and the
 --- text are still where they were.
 ---@param kind integer|nil trigger kind (INVOKED or AUTOMATIC)
+---@param shown function|nil called once the answer is shown
 ---@return boolean sent
-function M.request(bufnr, kind)
+function M.request(bufnr, kind, shown)
   local client = lsp.client(bufnr)
   local row, col = cursor(bufnr)
   if not client or row == nil then
@@ -211,7 +212,9 @@ function M.request(bufnr, kind)
     if r ~= row or c ~= col or tick(bufnr) ~= asked then
       return -- the user went on; the request made for that is on its way
     end
-    M.show(bufnr, client, result.items or result, row, col)
+    if M.show(bufnr, client, result.items or result, row, col) and shown then
+      shown()
+    end
   end, bufnr)
   if ok then
     st.pending = { client = client, id = id }
@@ -298,12 +301,20 @@ function M.dismiss(bufnr)
   return true
 end
 
---- Show the next (delta 1) or previous (-1) item; request one when none is shown.
+--- Show the next (delta 1) or previous (-1) item; request one when none is shown. With one
+--- item shown, ask again (Invoked): the server decodes an answer's alternatives after it, and
+--- an invoked request has them decoded now; the next of those is shown.
 function M.cycle(bufnr, delta)
   if not sync(bufnr) then
     return M.request(bufnr, M.INVOKED)
   end
   local st = states[bufnr]
+  if #st.items == 1 and not st.asked then
+    return M.request(bufnr, M.INVOKED, function()
+      st.asked = true -- one more ask per answer: a lone suggestion stays alone
+      M.cycle(bufnr, delta)
+    end)
+  end
   local n = #st.items
   for step = 1, n - 1 do
     local i = (st.index - 1 + delta * step) % n + 1
