@@ -13,12 +13,16 @@ from pathlib import Path
 import pytest
 
 from compilot import settings as settings_mod
+from compilot.feedback.labeller import Labeller
 from compilot.feedback.records import Source
+from compilot.feedback.store import EventLog, Store
 from compilot.languages import language_for
+from compilot.paths import DataDir
 from compilot.server.completion import WARM_TAIL, CompletionService
 from compilot.server.context import NONE
 from compilot.server.engine import Cancelled, Engine
 from compilot.server.prompt import window
+from compilot.settings import CheckSettings
 
 SOURCE = (Path(json.__file__).parent / "decoder.py").read_text()
 CURSOR = SOURCE.index("    def decode(self, s, _w=WHITESPACE.match):")
@@ -246,9 +250,6 @@ async def test_a_document_focused_while_the_model_loads_is_warmed_once_it_is_the
 
 
 async def test_a_cache_hit_writes_no_new_window(tmp_path: Path) -> None:
-    from compilot.feedback.store import Store
-    from compilot.paths import DataDir
-
     settings, _ = settings_mod.load({"completion": {"maxTokens": 8, "candidates": 1,
                                                    "prefetch": False}},
                                     path=tmp_path / "none.toml")
@@ -271,26 +272,28 @@ async def test_a_cache_hit_writes_no_new_window(tmp_path: Path) -> None:
     assert window[0]["prefix"] == rows[first.request_id]["prefix"]
 
 
+def later(tmp_path: Path, store: EventLog | None = None, labeller: Labeller | None = None,
+          **completion: object) -> CompletionService:
+    """A loaded service with ``completion.alternatives_later`` on: three candidates, no
+    prefetch (the tests watch the alternatives alone), ``completion`` over that."""
+    settings, _ = settings_mod.load(
+        {"completion": {"candidates": 3, "prefetch": False, "alternativesLater": True,
+                        **completion}}, path=tmp_path / "none.toml")
+    svc = CompletionService(settings, store=store, labeller=labeller)
+    svc.load().result()
+    return svc
+
+
 async def test_an_answer_shows_its_greedy_candidate_and_its_alternatives_follow(
         tmp_path: Path) -> None:
     """``completion.alternatives_later``: a request decodes its greedy candidate alone (what a
     user waits for); the other candidates are decoded afterwards, recorded with that request
     (never shown, ranked after it), checked by the labeller, and added to its cached answer,
     where the next request for the window finds them."""
-    from compilot.feedback.labeller import Labeller
-    from compilot.feedback.store import Store
-    from compilot.paths import DataDir
-    from compilot.settings import CheckSettings
-
-    # no time limit: the greedy candidate here is a whole `if` statement, which parses
-    settings, _ = settings_mod.load({"completion": {"maxTokens": 12, "candidates": 3,
-                                                   "temperature": 1.0, "prefetch": False,
-                                                   "predictMs": 0, "alternativesLater": True}},
-                                    path=tmp_path / "none.toml")
     store = Store.in_dir(DataDir(tmp_path / "data"))
     labeller = Labeller(store, CheckSettings(idle_ms=0))
-    svc = CompletionService(settings, store=store, labeller=labeller)
-    svc.load().result()
+    # no time limit: the greedy candidate here is a whole `if` statement, which parses
+    svc = later(tmp_path, store, labeller, maxTokens=12, temperature=1.0, predictMs=0)
     try:
         uri = (tmp_path / "x.py").as_uri()
         engine = engine_of(svc)
@@ -323,12 +326,7 @@ async def test_an_answer_shows_its_greedy_candidate_and_its_alternatives_follow(
 async def test_a_request_supersedes_the_alternatives_which_stay_owed(tmp_path: Path) -> None:
     """The alternatives of an answer are the lowest priority: a request stops their decoding,
     and they are decoded afterwards (the answer stays owed until they are)."""
-    settings, _ = settings_mod.load({"completion": {"maxTokens": 12, "candidates": 3,
-                                                   "prefetch": False, "predictMs": 0,
-                                                   "alternativesLater": True}},
-                                    path=tmp_path / "none.toml")
-    svc = CompletionService(settings, store=None)
-    svc.load().result()
+    svc = later(tmp_path, maxTokens=12, predictMs=0)
     try:
         uri = (tmp_path / "y.py").as_uri()
         first = await svc.complete(uri, DOCUMENT, AT, language_id="python")
@@ -354,12 +352,7 @@ async def test_a_greedy_candidate_that_does_not_parse_gets_its_alternatives_at_o
     of an `if` whose body did not fit), the request decodes the sampled ones at once and
     ranks them with it, as a request of all three would: one of them that parses is shown,
     and nothing is owed."""
-    settings, _ = settings_mod.load({"completion": {"maxTokens": 8, "candidates": 3,
-                                                   "temperature": 1.0, "prefetch": False,
-                                                   "predictMs": 0, "alternativesLater": True}},
-                                    path=tmp_path / "none.toml")
-    svc = CompletionService(settings, store=None)
-    svc.load().result()
+    svc = later(tmp_path, maxTokens=8, temperature=1.0, predictMs=0)
     try:
         engine = engine_of(svc)
         generated = engine.counters.generated_tokens
@@ -377,12 +370,7 @@ async def test_asking_again_where_alternatives_are_owed_decodes_them_now(
     """An invoked request (the user cycles through suggestions: VS Code asks again with the
     trigger kind Invoked, the Neovim plugin too) for a window whose alternatives are still
     owed decodes them at a request's priority and answers with the whole ranking."""
-    settings, _ = settings_mod.load({"completion": {"maxTokens": 12, "candidates": 3,
-                                                   "temperature": 1.0, "prefetch": False,
-                                                   "predictMs": 0, "alternativesLater": True}},
-                                    path=tmp_path / "none.toml")
-    svc = CompletionService(settings, store=None)
-    svc.load().result()
+    svc = later(tmp_path, maxTokens=12, temperature=1.0, predictMs=0)
     try:
         uri = (tmp_path / "w.py").as_uri()
         first = await svc.complete(uri, DOCUMENT, AT, language_id="python")
@@ -400,12 +388,7 @@ async def test_a_greedy_line_ended_by_the_time_limit_is_shown_alone(tmp_path: Pa
     """A greedy candidate that the time limit ended at its first line (here the opening line
     of an `if`) is unfinished, not broken: it is shown alone, and its alternatives come
     after the answer, not in a second pass that the user would wait for."""
-    settings, _ = settings_mod.load({"completion": {"maxTokens": 12, "candidates": 3,
-                                                   "prefetch": False, "predictMs": 1,
-                                                   "alternativesLater": True}},
-                                    path=tmp_path / "none.toml")
-    svc = CompletionService(settings, store=None)
-    svc.load().result()
+    svc = later(tmp_path, maxTokens=12, predictMs=1)
     try:
         engine = engine_of(svc)
         generated = engine.counters.generated_tokens
